@@ -1,0 +1,198 @@
+//! The seam between the server and the pure API model (`kubelite_api`): strategies, selectors,
+//! patches and metadata rules. Everything the registry needs from the model goes through here,
+//! and model errors become [`ApiError`]s here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use kubelite_api::patch::{PatchError, PatchType};
+use kubelite_api::resource::ResourceInfo;
+use kubelite_api::selector::{FieldSelector, LabelSelector};
+use kubelite_api::strategy::{FieldCause, Strategy};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+
+/// The strategy of a built-in resource (built once per resource).
+pub fn strategy(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
+    static ALL: OnceLock<HashMap<String, Arc<dyn Strategy>>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        kubelite_api::kinds::builtin_strategies()
+            .into_iter()
+            .map(|s| (s.info().prefix(), s))
+            .collect()
+    });
+    all.get(&info.prefix())
+        .cloned()
+        .unwrap_or_else(|| kubelite_api::kinds::generic_strategy(info.clone()))
+}
+
+/// Parsed label and field selectors of a list or watch.
+#[derive(Clone, Debug)]
+pub struct Selectors {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selectors {
+    /// Parse the query's selectors; a field the kind cannot select on is a 400 like upstream.
+    pub fn parse(
+        label: Option<&str>,
+        field: Option<&str>,
+        strategy: &dyn Strategy,
+    ) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(label.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse(field.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let probe = json!({"metadata": {}});
+        for r in fields.requirements() {
+            let generic = r.field == "metadata.name" || r.field == "metadata.namespace";
+            if !generic && strategy.field_value(&probe, &r.field).is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {}",
+                    r.field
+                )));
+            }
+        }
+        Ok(Self { labels, fields })
+    }
+
+    /// Whether both selectors select everything.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    /// Whether `obj` matches both selectors.
+    pub fn matches(&self, obj: &Value, strategy: &dyn Strategy) -> bool {
+        if !self.labels.matches_value(obj.pointer("/metadata/labels")) {
+            return false;
+        }
+        self.fields.matches(|f| match f {
+            "metadata.name" => obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            "metadata.namespace" => obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            other => strategy.field_value(obj, other),
+        })
+    }
+}
+
+/// Apply a PATCH body of the given Content-Type to `original`.
+pub fn apply_patch(
+    info: &ResourceInfo,
+    original: &Value,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    apply_patch_gvk(
+        (info.group, info.version, info.kind),
+        original,
+        content_type,
+        body,
+    )
+}
+
+/// [`apply_patch`] for an explicit kind (the Scale subresource).
+pub fn apply_patch_gvk(
+    gvk: (&str, &str, &str),
+    original: &Value,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let Some(pt) = PatchType::from_content_type(content_type) else {
+        let strategic = kubelite_api::patch::supports_strategic_merge(gvk.0, gvk.1, gvk.2);
+        return Err(ApiError::unsupported_media_type(
+            kubelite_api::patch::unsupported_media_type_message(strategic, false),
+        ));
+    };
+    if pt == PatchType::Apply {
+        // Server-side apply, approximated: the applied configuration is merged into the live
+        // object like a strategic merge patch (a merge patch for kinds without patch metadata).
+        // Field ownership (managedFields, conflicts, dropping fields a manager stopped
+        // applying) is not tracked yet.
+        let applied = parse_apply(body)?;
+        let bytes = serde_json::to_vec(&applied).map_err(|e| ApiError::internal(e.to_string()))?;
+        let as_type = if kubelite_api::patch::supports_strategic_merge(gvk.0, gvk.1, gvk.2) {
+            PatchType::StrategicMerge
+        } else {
+            PatchType::Merge
+        };
+        return kubelite_api::patch::apply_patch(gvk, original, as_type, &bytes)
+            .map_err(patch_error);
+    }
+    kubelite_api::patch::apply_patch(gvk, original, pt, body).map_err(patch_error)
+}
+
+/// Whether a Content-Type is server-side apply.
+pub fn is_apply(content_type: &str) -> bool {
+    PatchType::from_content_type(content_type) == Some(PatchType::Apply)
+}
+
+/// The object of a server-side apply body (YAML, of which JSON is a subset).
+pub fn parse_apply(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_yaml_ng::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the applied configuration is not an object",
+        ));
+    }
+    Ok(v)
+}
+
+fn patch_error(e: PatchError) -> ApiError {
+    match e {
+        PatchError::BadRequest(m) => ApiError::bad_request(m),
+        PatchError::Unprocessable(m) => {
+            let mut err = ApiError::bad_request(kubelite_api::patch::UNPROCESSABLE_MESSAGE);
+            err.code = 422;
+            err.reason = "Invalid";
+            err.causes = vec![FieldCause {
+                reason: "UnexpectedServerResponse",
+                field: String::new(),
+                message: m,
+            }];
+            err
+        }
+        PatchError::TooLarge(m) => ApiError::too_large(m),
+        PatchError::Unsupported(m) => ApiError::unsupported_media_type(m),
+        PatchError::Internal(m) => {
+            let mut err = ApiError::internal(m);
+            err.reason = "";
+            err
+        }
+    }
+}
+
+/// Generic metadata checks on a new object.
+pub fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldCause> {
+    kubelite_api::meta::validate_object_meta(obj, info)
+}
+
+/// Generic metadata checks on an update (immutable name, namespace, uid, creationTimestamp).
+pub fn validate_meta_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldCause> {
+    kubelite_api::meta::validate_object_meta_update(new, old, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_fields_are_selectable_and_others_are_not() {
+        let pods = kubelite_api::resource::find_builtin("", "v1", "pods").expect("pods");
+        let s = strategy(pods);
+        let sel =
+            Selectors::parse(Some("app=web"), Some("spec.nodeName=n1"), s.as_ref()).expect("parse");
+        let pod = json!({"metadata": {"name": "p", "labels": {"app": "web"}}, "spec": {"nodeName": "n1"}});
+        assert!(sel.matches(&pod, s.as_ref()));
+        let err =
+            Selectors::parse(None, Some("spec.bogus=x"), s.as_ref()).expect_err("unsupported");
+        assert_eq!(err.message, "field label not supported: spec.bogus");
+    }
+}

@@ -1,0 +1,162 @@
+//! Namespaces: the built-in ones created at start, the admission check on create (missing →
+//! 404, terminating → 403), and the namespace-lifecycle task.
+//!
+//! The lifecycle task is upstream's namespace controller (which lives in controller-manager);
+//! it runs here until kubelite has a controller-manager, and only talks to the registry through
+//! its public verbs so it can move out unchanged in spirit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, Result};
+use crate::registry::{self, delete, Ctx, Params, Registry};
+
+/// Namespaces every cluster has.
+pub const BUILTIN: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn ns_info() -> Result<&'static kubelite_api::resource::ResourceInfo> {
+    kubelite_api::resource::find_builtin("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces resource"))
+}
+
+/// Create the built-in namespaces (idempotent).
+pub async fn bootstrap(reg: &Registry) -> Result<()> {
+    let ctx = Ctx::new(ns_info()?, None);
+    for name in BUILTIN {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}});
+        match registry::create::create(reg, &ctx, &Params::default(), ns).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Objects may be created in `ns` only when it exists and is not terminating.
+pub async fn ensure_active(reg: &Registry, ns: &str) -> Result<()> {
+    let info = ns_info()?;
+    let kv = reg
+        .storage
+        .get(&info.key(None, ns))
+        .await
+        .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
+    let Some(kv) = kv else {
+        return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
+    };
+    let obj = registry::decode_kv(&kv)?;
+    let terminating = obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        || obj.pointer("/metadata/deletionTimestamp").is_some();
+    if terminating {
+        let mut e = ApiError::forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        ));
+        e.target = Some(crate::error::Target::new(info, ns));
+        e.causes = vec![kubelite_api::strategy::FieldCause {
+            reason: "NamespaceTerminating",
+            field: "metadata.namespace".into(),
+            message: format!("namespace {ns} is being terminated"),
+        }];
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Run the lifecycle loop until shutdown: on every kick (and every few seconds) finish the
+/// deletion of terminating namespaces.
+pub async fn lifecycle(reg: Arc<Registry>) {
+    loop {
+        if let Err(e) = sweep(&reg).await {
+            tracing::warn!(error = %e, "namespace lifecycle sweep failed");
+        }
+        tokio::select! {
+            _ = reg.shutdown.cancelled() => return,
+            _ = reg.namespace_kick.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+async fn sweep(reg: &Registry) -> Result<()> {
+    let info = ns_info()?;
+    let list = reg
+        .storage
+        .list(&info.prefix(), Default::default())
+        .await
+        .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, "")))?;
+    for kv in &list.items {
+        let ns = registry::decode_kv(kv)?;
+        if ns.pointer("/metadata/deletionTimestamp").is_none() {
+            continue;
+        }
+        let name = registry::name_of(&ns).to_string();
+        if empty_namespace(reg, &name).await? {
+            finish(reg, &name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Delete every namespaced object in `ns`; true when nothing is left.
+async fn empty_namespace(reg: &Registry, ns: &str) -> Result<bool> {
+    let mut empty = true;
+    let opts = delete::DeleteOptions {
+        propagation: Some("Background".into()),
+        ..Default::default()
+    };
+    for info in kubelite_api::resource::builtin_resources()
+        .iter()
+        .filter(|r| r.namespaced())
+    {
+        // events.k8s.io Events share storage with core Events upstream; here each is swept.
+        let ctx = Ctx::new(info, Some(ns.to_string()));
+        let list = reg
+            .storage
+            .list(&ctx.collection_prefix(), Default::default())
+            .await
+            .map_err(|e| ApiError::from_storage(e, ctx.target("")))?;
+        for kv in &list.items {
+            empty = false;
+            let obj = registry::decode_kv(kv)?;
+            if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                continue;
+            }
+            match delete::delete(reg, &ctx, registry::name_of(&obj), &opts).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(namespace = ns, error = %e, "deleting namespace content failed")
+                }
+            }
+        }
+    }
+    Ok(empty)
+}
+
+/// Remove the `kubernetes` finalizer and the namespace itself.
+async fn finish(reg: &Registry, name: &str) -> Result<()> {
+    let ctx = Ctx::new(ns_info()?, None);
+    let (cur, obj) = registry::get_kv(reg, &ctx, name).await?;
+    let has_meta_finalizers = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if has_meta_finalizers {
+        let mut new = obj.clone();
+        new["spec"]["finalizers"] = json!([]);
+        if !registry::same_object(&new, &obj) {
+            let _ = reg
+                .storage
+                .update(&ctx.key(name), registry::encode(&new)?, cur.mod_revision)
+                .await;
+        }
+        return Ok(());
+    }
+    match delete::remove(reg, &ctx, name, &cur, &obj).await? {
+        Some(_) => tracing::info!(namespace = name, "namespace deleted"),
+        None => reg.namespace_kick.notify_one(),
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Non-resource endpoints: `/version`, discovery (`/api`, `/apis`, group and group-version
+//! documents) and OpenAPI (`/openapi/v2`, `/openapi/v3[/...]`), with content-hash ETags.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kubelite_api::resource::builtin_resources;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, Result};
+use crate::{discovery, openapi, AppState};
+
+/// `/version`: a strict-semver gitVersion, which the kubectl dispatcher relies on.
+pub async fn version() -> Response {
+    let body = json!({
+        "major": "1",
+        "minor": "33",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "gitVersion": "v1.33.0",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    });
+    with_etag(
+        &HeaderMap::new(),
+        "application/json",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+}
+
+/// A 200 with an ETag (sha256 of the body), or 304 when `If-None-Match` matches. No max-age:
+/// clients must revalidate.
+pub fn with_etag(req_headers: &HeaderMap, content_type: &str, body: Vec<u8>) -> Response {
+    let etag = format!("\"{:x}\"", Sha256::digest(&body));
+    let matches = req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+fn json_doc(headers: &HeaderMap, content_type: &str, v: &Value) -> Response {
+    with_etag(
+        headers,
+        content_type,
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+}
+
+/// `/api`, `/apis`, `/api/v1`, `/apis/<g>`, `/apis/<g>/<v>`.
+pub fn discovery(
+    state: &AppState,
+    segs: &[&str],
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Response> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let resources = builtin_resources();
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let aggregated = discovery::wants_aggregated(accept);
+    let ct = "application/json";
+    match segs {
+        ["api"] if aggregated => Ok(json_doc(
+            headers,
+            discovery::AGGREGATED_CONTENT_TYPE,
+            &discovery::aggregated_core(resources),
+        )),
+        ["apis"] if aggregated => Ok(json_doc(
+            headers,
+            discovery::AGGREGATED_CONTENT_TYPE,
+            &discovery::aggregated_apis(resources),
+        )),
+        ["api"] => Ok(json_doc(
+            headers,
+            ct,
+            &discovery::legacy_api_versions(&state.server_address),
+        )),
+        ["apis"] => Ok(json_doc(
+            headers,
+            ct,
+            &discovery::legacy_group_list(resources),
+        )),
+        ["apis", g] => discovery::legacy_group(resources, g)
+            .map(|v| json_doc(headers, ct, &v))
+            .ok_or_else(ApiError::no_route),
+        ["api", v] => discovery::legacy_resource_list(resources, "", v)
+            .map(|d| json_doc(headers, ct, &d))
+            .ok_or_else(ApiError::no_route),
+        ["apis", g, v] => discovery::legacy_resource_list(resources, g, v)
+            .map(|d| json_doc(headers, ct, &d))
+            .ok_or_else(ApiError::no_route),
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+/// `/openapi/v2`: an empty protobuf document (valid, and enough for kubectl's fallback).
+pub async fn openapi_v2(req: Request) -> Response {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.starts_with("application/json") {
+        let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": {}, "definitions": {}});
+        return json_doc(req.headers(), "application/json", &doc);
+    }
+    with_etag(req.headers(), openapi::V2_PROTOBUF_CONTENT_TYPE, Vec::new())
+}
+
+/// `/openapi/v3`: the index of per-group-version documents.
+pub async fn openapi_v3_root(req: Request) -> Response {
+    json_doc(
+        req.headers(),
+        "application/json",
+        &openapi::v3_root(builtin_resources()),
+    )
+}
+
+/// `/openapi/v3/<path>`.
+pub async fn openapi_v3_doc(State(_state): State<AppState>, req: Request) -> Response {
+    let path = req
+        .uri()
+        .path()
+        .trim_start_matches("/openapi/v3/")
+        .trim_end_matches('/')
+        .to_string();
+    match openapi::v3_group_version(builtin_resources(), &path) {
+        Some(doc) => json_doc(req.headers(), "application/json", &doc),
+        None => ApiError::no_route().into_response(),
+    }
+}

@@ -1,0 +1,184 @@
+//! POST: create an object (metadata stamping, generateName, defaulting, validation, dryRun).
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::{
+    check_namespace, check_type, decode_kv, encode, ensure_valid, meta_mut, Ctx, Params, Registry,
+    Reply,
+};
+use crate::body::{check_unknown_in_body, prune_unknown, FieldProblems, FieldValidation};
+use crate::error::{ApiError, Result};
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+const GENERATE_ATTEMPTS: usize = 8;
+
+/// `generateName` + 5 random characters, as upstream's name generator.
+pub fn generate_name(base: &str) -> String {
+    let mut rng = rand::rng();
+    // Upstream keeps at most 58 bytes of the base; cut on a char boundary so odd input (which
+    // validation rejects afterwards) cannot panic.
+    let mut end = base.len().min(58);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    let base = &base[..end];
+    let suffix: String = (0..5)
+        .map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char)
+        .collect();
+    format!("{base}{suffix}")
+}
+
+/// Metadata every new object gets, whatever its kind.
+fn stamp_metadata(ctx: &Ctx, obj: &mut Value) -> Result<()> {
+    let has_generation = ctx.strategy.has_generation();
+    let m = meta_mut(obj).ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+    m.remove("resourceVersion");
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    m.remove("selfLink");
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(super::now_rfc3339()));
+    if has_generation {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
+    Ok(())
+}
+
+/// Kind-specific create preparation upstream does in each strategy's PrepareForCreate, which
+/// the `Strategy` trait has no hook for: status is not settable on create for kinds with a
+/// status subresource (except nodes, which kubelets register with their status).
+fn reset_status(ctx: &Ctx, obj: &mut Value) {
+    let info = ctx.info;
+    if info.subresource("status").is_none() || matches!(info.kind, "Node") {
+        return;
+    }
+    let Some(o) = obj.as_object_mut() else { return };
+    match info.kind {
+        "Pod" => {
+            let qos = o.get("status").and_then(|s| s.get("qosClass")).cloned();
+            let mut status = json!({"phase": "Pending"});
+            if let Some(q) = qos {
+                status["qosClass"] = q;
+            }
+            o.insert("status".into(), status);
+        }
+        "Namespace" => {
+            o.insert("status".into(), json!({"phase": "Active"}));
+            let spec = o.entry("spec").or_insert_with(|| json!({}));
+            if spec.get("finalizers").is_none() {
+                spec["finalizers"] = json!(["kubernetes"]);
+            }
+        }
+        "Service" => {
+            o.insert("status".into(), json!({"loadBalancer": {}}));
+        }
+        _ => {
+            o.insert("status".into(), json!({}));
+        }
+    }
+}
+
+/// Create from a decoded body.
+pub async fn create(reg: &Registry, ctx: &Ctx, params: &Params, obj: Value) -> Result<Reply> {
+    create_checked(reg, ctx, params, obj, Vec::new()).await
+}
+
+/// Create from a decoded body whose duplicated keys (paths) are known.
+pub async fn create_checked(
+    reg: &Registry,
+    ctx: &Ctx,
+    params: &Params,
+    mut obj: Value,
+    duplicate: Vec<String>,
+) -> Result<Reply> {
+    let info = ctx.info;
+    check_type(&info.api_version(), info.kind, &mut obj)?;
+    check_namespace(ctx, &mut obj)?;
+    let mode = FieldValidation::parse(params.get("fieldValidation"))?;
+    let unknown = prune_unknown(info, &mut obj)?;
+    let warnings = check_unknown_in_body(info, mode, FieldProblems { unknown, duplicate })?;
+    if let Some(ns) = &ctx.namespace {
+        crate::namespaces::ensure_active(reg, ns).await?;
+    }
+    stamp_metadata(ctx, &mut obj)?;
+    reset_status(ctx, &mut obj);
+    ctx.strategy.default(&mut obj);
+
+    let explicit_name = super::name_of(&obj).to_string();
+    let generate = super::meta_str(&obj, "generateName")
+        .unwrap_or("")
+        .to_string();
+    for attempt in 0..GENERATE_ATTEMPTS {
+        if explicit_name.is_empty() && !generate.is_empty() {
+            let name = generate_name(&generate);
+            if let Some(m) = meta_mut(&mut obj) {
+                m.insert("name".into(), json!(name));
+            }
+        }
+        let name = super::name_of(&obj).to_string();
+        let mut causes = crate::model::validate_meta(info, &obj);
+        causes.extend(ctx.strategy.validate_create(&obj));
+        ensure_valid(ctx, &obj, causes)?;
+
+        let key = ctx.key(&name);
+        if params.dry_run() {
+            if reg
+                .storage
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_storage(e, ctx.target(&name)))?
+                .is_some()
+            {
+                return Err(ApiError::already_exists(ctx.target(&name)));
+            }
+            crate::services::check_for_dry_run(reg, ctx, &obj).await?;
+            return Ok(Reply {
+                code: 201,
+                body: obj,
+                warnings,
+            });
+        }
+        let allocated = crate::services::allocate(reg, ctx, &mut obj).await?;
+        let started = std::time::Instant::now();
+        let res = reg.storage.create(&key, encode(&obj)?).await;
+        reg.metrics.observe_storage("create", started.elapsed());
+        match res {
+            Ok(kv) => {
+                let body = decode_kv(&kv)?;
+                tracing::debug!(resource = %info.group_resource(), %name, "created");
+                return Ok(Reply {
+                    code: 201,
+                    body,
+                    warnings,
+                });
+            }
+            Err(e) => {
+                crate::services::release_all(reg, &allocated).await;
+                let generated = explicit_name.is_empty() && !generate.is_empty();
+                if generated
+                    && matches!(e, kubelite_storage::Error::AlreadyExists { .. })
+                    && attempt + 1 < GENERATE_ATTEMPTS
+                {
+                    continue;
+                }
+                return Err(ApiError::from_storage(e, ctx.target(&name)));
+            }
+        }
+    }
+    Err(ApiError::internal("could not generate a unique name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names() {
+        let n = generate_name("web-");
+        assert_eq!(n.len(), 9);
+        assert!(n[4..].bytes().all(|b| NAME_CHARS.contains(&b)));
+    }
+}

@@ -1,0 +1,322 @@
+//! The generic store ("registry"): one code path for every kind over `Arc<dyn Storage>`, with the
+//! per-kind [`Strategy`] hooks. Verbs live in one file each; this module holds what they share:
+//! the request context, object (de)serialization and metadata helpers.
+
+pub mod create;
+pub mod delete;
+pub mod events;
+pub mod list;
+pub mod subresources;
+pub mod update;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kubelite_api::resource::ResourceInfo;
+use kubelite_api::strategy::Strategy;
+use kubelite_storage::{KeyValue, Storage};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ApiError, Result, Target};
+use crate::metrics::Metrics;
+use crate::services::Allocator;
+use crate::watch_cache::WatchCache;
+
+/// How often a write that lost a compare-and-swap race is retried before answering 409.
+pub const MAX_ATTEMPTS: usize = 200;
+
+/// Back off between conflict retries: none for the first few, then a short random pause so
+/// many writers to one object do not starve each other.
+pub async fn conflict_pause(attempt: usize) {
+    if attempt < 3 {
+        return;
+    }
+    let cap = (attempt as u64).min(20);
+    let ms = rand::Rng::random_range(&mut rand::rng(), 1..=cap);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// Shared state of every request: storage, watch caches, allocators.
+pub struct Registry {
+    pub storage: Arc<dyn Storage>,
+    /// One watch cache per resource, keyed by storage prefix.
+    pub caches: HashMap<String, Arc<WatchCache>>,
+    pub allocator: Allocator,
+    /// Wakes the namespace-lifecycle task when a namespace starts terminating.
+    pub namespace_kick: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
+    pub bookmark_interval: std::time::Duration,
+}
+
+/// What one request is about: the resource, its strategy, and the namespace from the URL.
+#[derive(Clone)]
+pub struct Ctx {
+    pub info: &'static ResourceInfo,
+    pub strategy: Arc<dyn Strategy>,
+    /// `None` for cluster-scoped resources and all-namespaces lists.
+    pub namespace: Option<String>,
+}
+
+impl Ctx {
+    /// The context of `info`; `namespace` is dropped for cluster-scoped resources.
+    pub fn new(info: &'static ResourceInfo, namespace: Option<String>) -> Self {
+        Self {
+            info,
+            strategy: crate::model::strategy(info),
+            namespace: if info.namespaced() { namespace } else { None },
+        }
+    }
+
+    /// Storage key of the object `name`.
+    pub fn key(&self, name: &str) -> String {
+        self.info.key(self.namespace.as_deref(), name)
+    }
+
+    /// Storage prefix of the collection this request addresses.
+    pub fn collection_prefix(&self) -> String {
+        match &self.namespace {
+            Some(ns) => self.info.namespace_prefix(ns),
+            None => self.info.prefix(),
+        }
+    }
+
+    /// The error target for the object `name`.
+    pub fn target(&self, name: &str) -> Target {
+        Target::new(self.info, name)
+    }
+}
+
+/// Query parameters, first value wins except where noted.
+#[derive(Clone, Debug, Default)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// The first value of query parameter `k`.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether query parameter `k` is `true` or `1`.
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true") | Some("1"))
+    }
+
+    /// `dryRun=All` (any non-empty value is treated as All; upstream rejects others).
+    pub fn dry_run(&self) -> bool {
+        self.get("dryRun").is_some_and(|v| !v.is_empty())
+    }
+}
+
+/// A successful answer: code, object, `Warning` headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub body: Value,
+    pub warnings: Vec<String>,
+}
+
+impl Reply {
+    /// 200 with `body` and no warnings.
+    pub fn ok(body: Value) -> Self {
+        Self {
+            code: 200,
+            body,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Decode a stored object and stamp its resourceVersion.
+pub fn decode_kv(kv: &KeyValue) -> Result<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+    set_rv(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+/// Serialize for storage; the resourceVersion is never stored (it is the mod revision).
+pub fn encode(obj: &Value) -> Result<Bytes> {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+}
+
+/// Stamp `metadata.resourceVersion`.
+pub fn set_rv(obj: &mut Value, rev: i64) {
+    if let Some(m) = meta_mut(obj) {
+        m.insert("resourceVersion".into(), json!(rev.to_string()));
+    }
+}
+
+/// `metadata` as a mutable map, created when missing.
+pub fn meta_mut(obj: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
+    let o = obj.as_object_mut()?;
+    let m = o.entry("metadata").or_insert_with(|| json!({}));
+    if !m.is_object() {
+        *m = json!({});
+    }
+    m.as_object_mut()
+}
+
+/// A string field of `metadata`.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// `metadata.name`, or `""`.
+pub fn name_of(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or("")
+}
+
+/// Current time as upstream's RFC 3339 seconds (`2026-01-01T00:00:00Z`).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The time `secs` seconds from now, RFC 3339 seconds.
+pub fn time_in(secs: i64) -> String {
+    // Absurd grace periods are clamped rather than overflowing the clock.
+    let now = chrono::Utc::now();
+    let later = chrono::Duration::try_seconds(secs.clamp(0, 100 * 365 * 86400))
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now);
+    later.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Check `apiVersion`/`kind` of a body against the endpoint, filling them when absent.
+pub fn check_type(expected_api_version: &str, expected_kind: &str, obj: &mut Value) -> Result<()> {
+    let Some(o) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "the request body is not a JSON object",
+        ));
+    };
+    match o.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            o.insert("apiVersion".into(), json!(expected_api_version));
+        }
+        Some(v) if v == expected_api_version => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expected_api_version})"
+            )))
+        }
+    }
+    match o.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            o.insert("kind".into(), json!(expected_kind));
+        }
+        Some(k) if k == expected_kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({expected_kind})"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Check the body's namespace against the URL's, filling it when absent (namespaced kinds), or
+/// clearing it (cluster-scoped kinds).
+pub fn check_namespace(ctx: &Ctx, obj: &mut Value) -> Result<()> {
+    let Some(m) = meta_mut(obj) else {
+        return Err(ApiError::bad_request("metadata must be an object"));
+    };
+    match &ctx.namespace {
+        Some(ns) => match m.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                m.insert("namespace".into(), json!(ns));
+            }
+            Some(n) if n == ns => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ))
+            }
+        },
+        None => {
+            m.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+/// Read one object, 404 when absent.
+pub async fn get_kv(reg: &Registry, ctx: &Ctx, name: &str) -> Result<(KeyValue, Value)> {
+    let started = std::time::Instant::now();
+    let res = reg.storage.get(&ctx.key(name)).await;
+    reg.metrics.observe_storage("get", started.elapsed());
+    match res.map_err(|e| ApiError::from_storage(e, ctx.target(name)))? {
+        Some(kv) => {
+            let v = decode_kv(&kv)?;
+            Ok((kv, v))
+        }
+        None => Err(ApiError::not_found(ctx.target(name))),
+    }
+}
+
+/// GET one object.
+pub async fn get(reg: &Registry, ctx: &Ctx, name: &str) -> Result<Reply> {
+    let (_, v) = get_kv(reg, ctx, name).await?;
+    Ok(Reply::ok(v))
+}
+
+/// Object equality ignoring the resourceVersion: how no-op writes are detected.
+pub fn same_object(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Turn strategy + metadata validation causes into a 422.
+pub fn ensure_valid(
+    ctx: &Ctx,
+    obj: &Value,
+    mut causes: Vec<kubelite_api::strategy::FieldCause>,
+) -> Result<()> {
+    if causes.is_empty() {
+        return Ok(());
+    }
+    causes.dedup();
+    Err(ApiError::invalid(ctx.info, name_of(obj), causes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_checks() {
+        let mut v = json!({"metadata": {"name": "a"}});
+        check_type("apps/v1", "Deployment", &mut v).expect("fills");
+        assert_eq!(v["kind"], "Deployment");
+        let mut w = json!({"apiVersion": "v1", "kind": "Pod"});
+        let err = check_type("apps/v1", "Deployment", &mut w).expect_err("mismatch");
+        assert_eq!(err.code, 400);
+    }
+
+    #[test]
+    fn rv_is_not_stored() {
+        let v = json!({"metadata": {"name": "a", "resourceVersion": "5"}});
+        let b = encode(&v).expect("encode");
+        assert!(!String::from_utf8_lossy(&b).contains("resourceVersion"));
+    }
+}

@@ -1,0 +1,245 @@
+//! Object-kind subresources other than status: `scale` (autoscaling/v1 Scale over
+//! spec.replicas), `pods/binding` and `pods/eviction`.
+
+use serde_json::{json, Value};
+
+use super::delete::DeleteOptions;
+use super::update::{write, Attempt, Part};
+use super::{check_type, get_kv, Ctx, Params, Registry, Reply};
+use crate::body::{check_unknown, prune_kind, FieldProblems, FieldValidation};
+use crate::error::{ApiError, Result};
+
+use super::MAX_ATTEMPTS;
+
+/// A label selector object (`matchLabels` + `matchExpressions`) or a plain map, as a string.
+pub fn selector_string(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else { return String::new() };
+    let mut parts = Vec::new();
+    let labels = sel.get("matchLabels").or_else(|| {
+        if sel.get("matchExpressions").is_none() {
+            Some(sel)
+        } else {
+            None
+        }
+    });
+    if let Some(m) = labels.and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => parts.push(format!("{key} in ({})", values.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
+}
+
+/// The Scale view of an object.
+pub fn scale_of(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let mut scale_meta = json!({});
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = meta.get(k) {
+            scale_meta[k] = v.clone();
+        }
+    }
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let status_replicas = obj
+        .pointer("/status/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": {"replicas": replicas},
+        "status": {"replicas": status_replicas, "selector": selector_string(obj.pointer("/spec/selector"))},
+    })
+}
+
+/// GET `.../scale`.
+pub async fn get_scale(reg: &Registry, ctx: &Ctx, name: &str) -> Result<Reply> {
+    let (_, obj) = get_kv(reg, ctx, name).await?;
+    Ok(Reply::ok(scale_of(&obj)))
+}
+
+/// PUT (`body = Some(scale)`) or PATCH (`patch = Some((content type, bytes))`) of `.../scale`.
+pub async fn write_scale(
+    reg: &Registry,
+    ctx: &Ctx,
+    name: &str,
+    params: &Params,
+    body: Option<Value>,
+    patch: Option<(&str, &[u8])>,
+) -> Result<Reply> {
+    let mode = FieldValidation::parse(params.get("fieldValidation"))?;
+    for attempt in 0..MAX_ATTEMPTS {
+        super::conflict_pause(attempt).await;
+        let (cur, old) = get_kv(reg, ctx, name).await?;
+        let current = scale_of(&old);
+        let mut scale = match (&body, patch) {
+            (Some(b), _) => b.clone(),
+            (None, Some((ct, bytes))) => {
+                crate::model::apply_patch_gvk(("autoscaling", "v1", "Scale"), &current, ct, bytes)?
+            }
+            (None, None) => return Err(ApiError::bad_request("empty scale request")),
+        };
+        check_type("autoscaling/v1", "Scale", &mut scale)?;
+        let warnings = check_unknown(
+            mode,
+            FieldProblems {
+                unknown: prune_kind("autoscaling", "Scale", &mut scale)?,
+                duplicate: Vec::new(),
+            },
+        )?;
+        if let Some(rv) = super::meta_str(&scale, "resourceVersion").filter(|s| !s.is_empty()) {
+            if rv != cur.mod_revision.to_string() {
+                return Err(ApiError::stale(ctx.target(name)));
+            }
+        }
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if replicas < 0 {
+            let cause = kubelite_api::strategy::FieldCause::invalid(
+                "spec.replicas",
+                &json!(replicas),
+                "must be greater than or equal to 0",
+            );
+            return Err(ApiError::invalid(ctx.info, name, vec![cause]));
+        }
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        match write(reg, ctx, Part::Main, params, &cur, &old, new, warnings).await? {
+            Attempt::Done(mut r) => {
+                r.body = scale_of(&r.body);
+                return Ok(r);
+            }
+            Attempt::Raced => continue,
+        }
+    }
+    Err(ApiError::stale(ctx.target(name)))
+}
+
+/// POST `pods/<name>/binding`: set spec.nodeName once (409 when already bound).
+pub async fn bind(
+    reg: &Registry,
+    ctx: &Ctx,
+    name: &str,
+    params: &Params,
+    binding: Value,
+) -> Result<Reply> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if node.is_empty() {
+        let cause = kubelite_api::strategy::FieldCause::required("target.name");
+        return Err(ApiError::invalid(ctx.info, name, vec![cause]));
+    }
+    // Upstream names the subresource in binding conflicts: `pods/binding "web"`.
+    let target = || {
+        let mut t = ctx.target(name);
+        t.group_resource = format!("{}/binding", ctx.info.plural);
+        t
+    };
+    for attempt in 0..MAX_ATTEMPTS {
+        super::conflict_pause(attempt).await;
+        let (cur, old) = get_kv(reg, ctx, name).await?;
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                target(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(n) = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                target(),
+                &format!("pod {name} is already assigned to node {n:?}"),
+            ));
+        }
+        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
+            if Some(uid) != super::meta_str(&old, "uid") {
+                return Err(ApiError::conflict(
+                    target(),
+                    "the UID in the binding does not match the pod",
+                ));
+            }
+        }
+        let mut new = old.clone();
+        new["spec"]["nodeName"] = json!(node);
+        // The PodScheduled condition upstream's binding storage adds.
+        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": super::now_rfc3339()});
+        let conds = new["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conds: Vec<Value> = conds
+            .into_iter()
+            .filter(|c| c.get("type") != Some(&json!("PodScheduled")))
+            .collect();
+        conds.push(cond);
+        new["status"]["conditions"] = Value::Array(conds);
+        match write(reg, ctx, Part::Whole, params, &cur, &old, new, Vec::new()).await? {
+            Attempt::Done(_) => {
+                return Ok(Reply {
+                    code: 201,
+                    body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                    warnings: Vec::new(),
+                })
+            }
+            Attempt::Raced => continue,
+        }
+    }
+    Err(ApiError::stale(ctx.target(name)))
+}
+
+/// POST `pods/<name>/eviction`: delete the pod gracefully (no disruption budgets yet).
+pub async fn evict(
+    reg: &Registry,
+    ctx: &Ctx,
+    name: &str,
+    params: &Params,
+    eviction: Value,
+) -> Result<Reply> {
+    let opts = DeleteOptions::parse(params, eviction.get("deleteOptions"))?;
+    super::delete::delete(reg, ctx, name, &opts).await?;
+    Ok(Reply {
+        code: 201,
+        body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        warnings: Vec::new(),
+    })
+}

@@ -1,0 +1,11 @@
+//! Integration tests against a real server on 127.0.0.1 (one test binary, many modules).
+
+mod common;
+mod crud;
+mod etcd;
+mod kube_client;
+mod lists;
+mod namespaces;
+mod nonresource;
+mod restart;
+mod watch;
