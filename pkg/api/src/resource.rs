@@ -169,44 +169,193 @@ pub fn builtin_resources() -> &'static [ResourceInfo] {
         use Scope::*;
         const ALL: &[&str] = &["all"];
         vec![
-            res("", "v1", "Namespace", "namespaces", Cluster, &["ns"], &[], vec![
-                status(),
-                stream("finalize", &["update"]),
-            ]),
-            res("", "v1", "Pod", "pods", Namespaced, &["po"], ALL, vec![
-                status(),
-                Subresource { name: "binding", kind: Some(("", "v1", "Binding")), verbs: &["create"] },
-                Subresource {
-                    name: "eviction",
-                    kind: Some(("policy", "v1", "Eviction")),
-                    verbs: &["create"],
-                },
-                stream("log", &["get"]),
-                stream("exec", &["create", "get"]),
-                stream("attach", &["create", "get"]),
-                stream("portforward", &["create", "get"]),
-            ]),
-            res("", "v1", "Node", "nodes", Cluster, &["no"], &[], vec![status()]),
-            res("", "v1", "Service", "services", Namespaced, &["svc"], ALL, vec![status()]),
-            res("", "v1", "Endpoints", "endpoints", Namespaced, &["ep"], &[], vec![]),
-            res("", "v1", "ConfigMap", "configmaps", Namespaced, &["cm"], &[], vec![]),
+            res(
+                "",
+                "v1",
+                "Namespace",
+                "namespaces",
+                Cluster,
+                &["ns"],
+                &[],
+                vec![status(), stream("finalize", &["update"])],
+            ),
+            res(
+                "",
+                "v1",
+                "Pod",
+                "pods",
+                Namespaced,
+                &["po"],
+                ALL,
+                vec![
+                    status(),
+                    Subresource {
+                        name: "binding",
+                        kind: Some(("", "v1", "Binding")),
+                        verbs: &["create"],
+                    },
+                    Subresource {
+                        name: "eviction",
+                        kind: Some(("policy", "v1", "Eviction")),
+                        verbs: &["create"],
+                    },
+                    stream("log", &["get"]),
+                    stream("exec", &["create", "get"]),
+                    stream("attach", &["create", "get"]),
+                    stream("portforward", &["create", "get"]),
+                ],
+            ),
+            res(
+                "",
+                "v1",
+                "Node",
+                "nodes",
+                Cluster,
+                &["no"],
+                &[],
+                vec![status()],
+            ),
+            res(
+                "",
+                "v1",
+                "Service",
+                "services",
+                Namespaced,
+                &["svc"],
+                ALL,
+                vec![status()],
+            ),
+            res(
+                "",
+                "v1",
+                "Endpoints",
+                "endpoints",
+                Namespaced,
+                &["ep"],
+                &[],
+                vec![],
+            ),
+            res(
+                "",
+                "v1",
+                "ConfigMap",
+                "configmaps",
+                Namespaced,
+                &["cm"],
+                &[],
+                vec![],
+            ),
             res("", "v1", "Secret", "secrets", Namespaced, &[], &[], vec![]),
-            res("", "v1", "ServiceAccount", "serviceaccounts", Namespaced, &["sa"], &[], vec![]),
-            res("", "v1", "Event", "events", Namespaced, &["ev"], &[], vec![]),
-            res("", "v1", "ReplicationController", "replicationcontrollers", Namespaced, &["rc"], ALL,
-                vec![status(), scale()]),
-            res("apps", "v1", "Deployment", "deployments", Namespaced, &["deploy"], ALL,
-                vec![status(), scale()]),
-            res("apps", "v1", "ReplicaSet", "replicasets", Namespaced, &["rs"], ALL,
-                vec![status(), scale()]),
-            res("apps", "v1", "DaemonSet", "daemonsets", Namespaced, &["ds"], ALL, vec![status()]),
-            res("apps", "v1", "StatefulSet", "statefulsets", Namespaced, &["sts"], ALL,
-                vec![status(), scale()]),
-            res("batch", "v1", "Job", "jobs", Namespaced, &[], ALL, vec![status()]),
-            res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", Namespaced, &[], &[],
-                vec![]),
-            res("coordination.k8s.io", "v1", "Lease", "leases", Namespaced, &[], &[], vec![]),
-            res("events.k8s.io", "v1", "Event", "events", Namespaced, &["ev"], &[], vec![]),
+            res(
+                "",
+                "v1",
+                "ServiceAccount",
+                "serviceaccounts",
+                Namespaced,
+                &["sa"],
+                &[],
+                vec![],
+            ),
+            res(
+                "",
+                "v1",
+                "Event",
+                "events",
+                Namespaced,
+                &["ev"],
+                &[],
+                vec![],
+            ),
+            res(
+                "",
+                "v1",
+                "ReplicationController",
+                "replicationcontrollers",
+                Namespaced,
+                &["rc"],
+                ALL,
+                vec![status(), scale()],
+            ),
+            res(
+                "apps",
+                "v1",
+                "Deployment",
+                "deployments",
+                Namespaced,
+                &["deploy"],
+                ALL,
+                vec![status(), scale()],
+            ),
+            res(
+                "apps",
+                "v1",
+                "ReplicaSet",
+                "replicasets",
+                Namespaced,
+                &["rs"],
+                ALL,
+                vec![status(), scale()],
+            ),
+            res(
+                "apps",
+                "v1",
+                "DaemonSet",
+                "daemonsets",
+                Namespaced,
+                &["ds"],
+                ALL,
+                vec![status()],
+            ),
+            res(
+                "apps",
+                "v1",
+                "StatefulSet",
+                "statefulsets",
+                Namespaced,
+                &["sts"],
+                ALL,
+                vec![status(), scale()],
+            ),
+            res(
+                "batch",
+                "v1",
+                "Job",
+                "jobs",
+                Namespaced,
+                &[],
+                ALL,
+                vec![status()],
+            ),
+            res(
+                "discovery.k8s.io",
+                "v1",
+                "EndpointSlice",
+                "endpointslices",
+                Namespaced,
+                &[],
+                &[],
+                vec![],
+            ),
+            res(
+                "coordination.k8s.io",
+                "v1",
+                "Lease",
+                "leases",
+                Namespaced,
+                &[],
+                &[],
+                vec![],
+            ),
+            res(
+                "events.k8s.io",
+                "v1",
+                "Event",
+                "events",
+                Namespaced,
+                &["ev"],
+                &[],
+                vec![],
+            ),
         ]
     })
 }
@@ -225,13 +374,21 @@ mod tests {
     #[test]
     fn keys_and_prefixes() {
         let pods = find_builtin("", "v1", "pods").expect("pods");
-        assert_eq!(pods.key(Some("default"), "web"), "/registry/pods/default/web");
-        assert!(pods.key(Some("default"), "web").starts_with(&pods.namespace_prefix("default")));
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
+        assert!(pods
+            .key(Some("default"), "web")
+            .starts_with(&pods.namespace_prefix("default")));
         let deploy = find_builtin("apps", "v1", "deployments").expect("deployments");
         assert_eq!(deploy.prefix(), "/registry/deployments.apps/");
         assert_eq!(deploy.api_version(), "apps/v1");
         let nodes = find_builtin("", "v1", "nodes").expect("nodes");
         assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/nodes/n1");
-        assert_eq!(deploy.subresource("status").and_then(|s| s.kind), Some(("apps", "v1", "Deployment")));
+        assert_eq!(
+            deploy.subresource("status").and_then(|s| s.kind),
+            Some(("apps", "v1", "Deployment"))
+        );
     }
 }

@@ -124,7 +124,8 @@ pub trait Strategy: Send + Sync {
     }
 
     /// Table columns, as upstream's printers (`pkg/printers/internalversion/printers.go`).
-    /// The first column is always `Name` with format `name`.
+    /// Usually `Name` (format `name`) comes first; core Events follow upstream and print it
+    /// last, as a wide column.
     fn columns(&self) -> Vec<Column>;
 
     /// One row's cells for `obj`, aligned with [`Strategy::columns`]. `now` drives ages.

@@ -1,0 +1,91 @@
+//! `kubelite`: the hyperkube-style binary. `kubelite up` runs the single-node dev cluster;
+//! the other subcommands run one component with the same flags as its own binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kubelite",
+    version,
+    about = "A Kubernetes-lite control plane in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the single-node dev cluster on an embedded store and write a kubeconfig.
+    Up(UpArgs),
+    /// Run the API server alone (the same flags as `kubelite-apiserver`).
+    Apiserver(kubelite_apiserver::options::Options),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Data directory of the dev cluster (the embedded store lives in <data-dir>/store).
+    #[arg(long, default_value = ".kubelite/data")]
+    data_dir: PathBuf,
+    /// Kubeconfig to add the `kubelite` context to (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// API server listen address.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Use these etcd endpoints (comma-separated) instead of the embedded store.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Wipe the data dir before starting.
+    #[arg(long)]
+    reset: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match cli.command {
+        Command::Up(args) => {
+            let kubeconfig = match args.kubeconfig {
+                Some(p) => p,
+                None => default_kubeconfig()?,
+            };
+            let config = kubelite_cluster::UpConfig {
+                data_dir: args.data_dir,
+                etcd_servers: args.etcd_servers,
+                kubeconfig,
+                context: "kubelite".into(),
+                listen: args.listen,
+                reset: args.reset,
+            };
+            kubelite_cluster::up(config, kubelite_apiserver::shutdown_signal()).await?;
+        }
+        Command::Apiserver(options) => {
+            kubelite_apiserver::run(options.into_config(), kubelite_apiserver::shutdown_signal())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `$KUBECONFIG` (its first entry) or `~/.kube/config`, as kubectl resolves it.
+fn default_kubeconfig() -> anyhow::Result<PathBuf> {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        return Ok(first);
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --kubeconfig")?;
+    Ok(PathBuf::from(home).join(".kube/config"))
+}
