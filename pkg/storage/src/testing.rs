@@ -2,9 +2,10 @@
 //!
 //! A backend's test file calls [`conformance_tests!`] with an async expression that yields a
 //! fresh `(Arc<dyn Storage>, guard)`; the guard is dropped at the end of the case and may tear
-//! down a temp dir. Cases only ever touch keys under their own random prefix, so backends may
-//! share one server (one etcd) across cases. Cases never assume absolute revision numbers, only
-//! their order.
+//! down a temp dir or stop a server. Cases only touch keys under their own random prefix, but
+//! the `compaction` case compacts the whole key space, so cases running in parallel must not
+//! share one store (the etcd tests start one etcd per case; it takes ~100 ms). Cases never
+//! assume absolute revision numbers, only their order.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -57,7 +58,10 @@ pub async fn crud(s: Arc<dyn Storage>) {
     let g = s.get(&k).await.expect("get").expect("present");
     assert_eq!(g, c, "a failed create must not change the key");
 
-    let u = s.update(&k, val("two"), c.mod_revision).await.expect("update");
+    let u = s
+        .update(&k, val("two"), c.mod_revision)
+        .await
+        .expect("update");
     assert!(u.mod_revision > c.mod_revision);
     assert_eq!(u.create_revision, c.create_revision);
     assert_eq!(u.value, val("two"));
@@ -72,7 +76,10 @@ pub async fn crud(s: Arc<dyn Storage>) {
         }
         other => panic!("stale update must conflict, got {other:?}"),
     }
-    assert_eq!(s.get(&k).await.expect("get").expect("present").value, val("two"));
+    assert_eq!(
+        s.get(&k).await.expect("get").expect("present").value,
+        val("two")
+    );
 
     match s.update(&format!("{p}missing"), val("x"), 1).await {
         Err(Error::NotFound { .. }) => {}
@@ -85,7 +92,10 @@ pub async fn crud(s: Arc<dyn Storage>) {
     }
     let d = s.delete(&k, Some(u.mod_revision)).await.expect("delete");
     assert_eq!(d.value, val("two"), "delete returns the last value");
-    assert!(d.mod_revision > u.mod_revision, "delete gets its own revision");
+    assert!(
+        d.mod_revision > u.mod_revision,
+        "delete gets its own revision"
+    );
     assert!(s.get(&k).await.expect("get").is_none());
     match s.delete(&k, None).await {
         Err(Error::NotFound { .. }) => {}
@@ -126,7 +136,9 @@ pub async fn list_and_paginate(s: Arc<dyn Storage>) {
     let p = unique_prefix("list");
     // A sibling prefix that shares leading bytes must not leak in.
     let sibling = format!("{}x/", p.trim_end_matches('/'));
-    s.create(&format!("{sibling}k"), val("other")).await.expect("create sibling");
+    s.create(&format!("{sibling}k"), val("other"))
+        .await
+        .expect("create sibling");
 
     let mut expected = BTreeMap::new();
     for i in 0..25 {
@@ -139,19 +151,41 @@ pub async fn list_and_paginate(s: Arc<dyn Storage>) {
     let all = s.list(&p, ListOptions::default()).await.expect("list");
     assert_eq!(all.items.len(), 25);
     assert!(all.continue_key.is_none());
-    assert!(all.revision >= all.items.iter().map(|kv| kv.mod_revision).max().unwrap_or(0));
+    assert!(
+        all.revision
+            >= all
+                .items
+                .iter()
+                .map(|kv| kv.mod_revision)
+                .max()
+                .unwrap_or(0)
+    );
     let keys: Vec<_> = all.items.iter().map(|kv| kv.key.clone()).collect();
-    assert_eq!(keys, expected.keys().cloned().collect::<Vec<_>>(), "ascending key order");
+    assert_eq!(
+        keys,
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "ascending key order"
+    );
 
     // Page through with limit 7 while other writers change the prefix between pages.
     let first = s
-        .list(&p, ListOptions { limit: Some(7), ..Default::default() })
+        .list(
+            &p,
+            ListOptions {
+                limit: Some(7),
+                ..Default::default()
+            },
+        )
         .await
         .expect("page 1");
     assert_eq!(first.items.len(), 7);
     assert_eq!(first.remaining, Some(18));
     let at = first.revision;
-    let mut seen: Vec<_> = first.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    let mut seen: Vec<_> = first
+        .items
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
     let mut cont = first.continue_key.clone().expect("more pages");
     let mut round = 0;
     loop {
@@ -160,7 +194,9 @@ pub async fn list_and_paginate(s: Arc<dyn Storage>) {
         s.create(&nk, val("late")).await.expect("churn create");
         let k5 = format!("{p}{:03}", 20 + round);
         if let Some(kv) = s.get(&k5).await.expect("get") {
-            s.update(&k5, val("changed"), kv.mod_revision).await.expect("churn update");
+            s.update(&k5, val("changed"), kv.mod_revision)
+                .await
+                .expect("churn update");
         }
         s.delete(&format!("{p}{:03}", 24 - round), None).await.ok();
         round += 1;
@@ -176,27 +212,50 @@ pub async fn list_and_paginate(s: Arc<dyn Storage>) {
             )
             .await
             .expect("next page");
-        assert_eq!(page.revision, at, "later pages are read at the first page's revision");
-        seen.extend(page.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+        assert_eq!(
+            page.revision, at,
+            "later pages are read at the first page's revision"
+        );
+        seen.extend(
+            page.items
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone())),
+        );
         match page.continue_key {
             Some(c) => cont = c,
             None => break,
         }
     }
     let seen_map: BTreeMap<_, _> = seen.iter().cloned().collect();
-    assert_eq!(seen.len(), seen_map.len(), "no key appears twice across pages");
-    assert_eq!(seen_map, expected, "paging at a revision sees exactly that snapshot");
+    assert_eq!(
+        seen.len(),
+        seen_map.len(),
+        "no key appears twice across pages"
+    );
+    assert_eq!(
+        seen_map, expected,
+        "paging at a revision sees exactly that snapshot"
+    );
 
     // limit larger than the result, and a continue key outside the prefix.
     let r = s
-        .list(&p, ListOptions { limit: Some(1000), ..Default::default() })
+        .list(
+            &p,
+            ListOptions {
+                limit: Some(1000),
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
     assert!(r.continue_key.is_none() && r.remaining.is_none());
     match s
         .list(
             &p,
-            ListOptions { continue_after: Some("/elsewhere".into()), ..Default::default() },
+            ListOptions {
+                continue_after: Some("/elsewhere".into()),
+                ..Default::default()
+            },
         )
         .await
     {
@@ -204,7 +263,10 @@ pub async fn list_and_paginate(s: Arc<dyn Storage>) {
         other => panic!("a continue key outside the prefix must be rejected, got {other:?}"),
     }
     // An empty prefix range lists nothing.
-    let none = s.list(&format!("{p}zzz/"), ListOptions::default()).await.expect("list");
+    let none = s
+        .list(&format!("{p}zzz/"), ListOptions::default())
+        .await
+        .expect("list");
     assert!(none.items.is_empty());
 }
 
@@ -214,16 +276,31 @@ pub async fn list_at_old_revision(s: Arc<dyn Storage>) {
     let a = s.create(&format!("{p}a"), val("a1")).await.expect("create");
     let b = s.create(&format!("{p}b"), val("b1")).await.expect("create");
     let snap = s.current_revision().await.expect("rev");
-    s.update(&a.key, val("a2"), a.mod_revision).await.expect("update");
+    s.update(&a.key, val("a2"), a.mod_revision)
+        .await
+        .expect("update");
     s.delete(&b.key, None).await.expect("delete");
     s.create(&format!("{p}c"), val("c1")).await.expect("create");
 
     let old = s
-        .list(&p, ListOptions { revision: Some(snap), ..Default::default() })
+        .list(
+            &p,
+            ListOptions {
+                revision: Some(snap),
+                ..Default::default()
+            },
+        )
         .await
         .expect("list at old revision");
-    let got: Vec<_> = old.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-    assert_eq!(got, vec![(a.key.clone(), val("a1")), (b.key.clone(), val("b1"))]);
+    let got: Vec<_> = old
+        .items
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(a.key.clone(), val("a1")), (b.key.clone(), val("b1"))]
+    );
     assert_eq!(old.revision, snap);
 
     let now = s.list(&p, ListOptions::default()).await.expect("list");
@@ -231,7 +308,16 @@ pub async fn list_at_old_revision(s: Arc<dyn Storage>) {
     assert_eq!(got, vec![val("a2"), val("c1")]);
 
     let future = now.revision + 1000;
-    match s.list(&p, ListOptions { revision: Some(future), ..Default::default() }).await {
+    match s
+        .list(
+            &p,
+            ListOptions {
+                revision: Some(future),
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Err(Error::FutureRevision { .. }) => {}
         other => panic!("listing at a future revision must fail, got {other:?}"),
     }
@@ -243,10 +329,15 @@ pub async fn watch_replay_and_live(s: Arc<dyn Storage>) {
     let p = unique_prefix("watch");
     let start = s.current_revision().await.expect("rev");
     let a = s.create(&format!("{p}a"), val("1")).await.expect("create");
-    let a2 = s.update(&a.key, val("2"), a.mod_revision).await.expect("update");
+    let a2 = s
+        .update(&a.key, val("2"), a.mod_revision)
+        .await
+        .expect("update");
     // Writes outside the prefix are not delivered.
     let outside = unique_prefix("watch-outside");
-    s.create(&format!("{outside}x"), val("nope")).await.expect("create outside");
+    s.create(&format!("{outside}x"), val("nope"))
+        .await
+        .expect("create outside");
     let d = s.delete(&a.key, None).await.expect("delete");
 
     let mut w = s.watch(&p, start).await.expect("watch");
@@ -265,7 +356,10 @@ pub async fn watch_replay_and_live(s: Arc<dyn Storage>) {
     assert_eq!(e3.prev.as_ref().map(|kv| kv.value.clone()), Some(val("2")));
 
     // Live.
-    let b = s.create(&format!("{p}b"), val("live")).await.expect("create");
+    let b = s
+        .create(&format!("{p}b"), val("live"))
+        .await
+        .expect("create");
     let e4 = next_event(&mut w).await;
     assert_eq!((e4.kind, e4.kv.clone()), (EventKind::Create, b));
 
@@ -292,7 +386,10 @@ pub async fn compaction(s: Arc<dyn Storage>) {
     let old = a.mod_revision;
     let mut last = a.clone();
     for i in 2..6 {
-        last = s.update(&a.key, val(i.to_string()), last.mod_revision).await.expect("update");
+        last = s
+            .update(&a.key, val(i.to_string()), last.mod_revision)
+            .await
+            .expect("update");
     }
     let b = s.create(&format!("{p}b"), val("b")).await.expect("create");
     let cut = s.current_revision().await.expect("rev");
@@ -304,12 +401,29 @@ pub async fn compaction(s: Arc<dyn Storage>) {
         Err(e) => panic!("watch from a compacted revision must be Compacted, got {e}"),
         Ok(_) => panic!("watch from a compacted revision must fail"),
     }
-    match s.list(&p, ListOptions { revision: Some(old), ..Default::default() }).await {
+    match s
+        .list(
+            &p,
+            ListOptions {
+                revision: Some(old),
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Err(Error::Compacted { .. }) => {}
         other => panic!("list at a compacted revision must be Compacted, got {other:?}"),
     }
     // The latest state survives compaction, and so does the state as of the cut.
-    let now = s.list(&p, ListOptions { revision: Some(cut), ..Default::default() }).await;
+    let now = s
+        .list(
+            &p,
+            ListOptions {
+                revision: Some(cut),
+                ..Default::default()
+            },
+        )
+        .await;
     let now = now.expect("list at the compaction point");
     let got: Vec<_> = now.items.iter().map(|kv| kv.value.clone()).collect();
     assert_eq!(got, vec![val("5"), val("b")]);
@@ -319,7 +433,9 @@ pub async fn compaction(s: Arc<dyn Storage>) {
     let c = s.create(&format!("{p}c"), val("c")).await.expect("create");
     assert_eq!(next_event(&mut w).await.kv, c);
     // Compacting again to an older revision is a no-op.
-    s.compact(old).await.expect("compact to an older revision is a no-op");
+    s.compact(old)
+        .await
+        .expect("compact to an older revision is a no-op");
 }
 
 /// Many watchers on one prefix each see every event exactly once, in order.
@@ -345,7 +461,10 @@ pub async fn many_watchers(s: Arc<dyn Storage>) {
         tokio::spawn(async move {
             let mut revs = Vec::new();
             for i in 0..WRITES {
-                let kv = s.create(&format!("{p}{i:04}"), val("x")).await.expect("create");
+                let kv = s
+                    .create(&format!("{p}{i:04}"), val("x"))
+                    .await
+                    .expect("create");
                 revs.push(kv.mod_revision);
             }
             revs
@@ -354,7 +473,10 @@ pub async fn many_watchers(s: Arc<dyn Storage>) {
     let written = writer.await.expect("writer");
     for h in handles {
         let got = h.await.expect("watcher");
-        assert_eq!(got, written, "each watcher sees every write once, in revision order");
+        assert_eq!(
+            got, written,
+            "each watcher sees every write once, in revision order"
+        );
     }
 }
 
@@ -378,7 +500,10 @@ pub async fn racing_cas(s: Arc<dyn Storage>) {
                     .expect("utf8")
                     .parse()
                     .expect("number");
-                match s.update(&k, val((n + 1).to_string()), cur.mod_revision).await {
+                match s
+                    .update(&k, val((n + 1).to_string()), cur.mod_revision)
+                    .await
+                {
                     Ok(_) => done += 1,
                     Err(Error::Conflict { .. }) => conflicts += 1,
                     Err(e) => panic!("unexpected error: {e}"),
@@ -391,7 +516,11 @@ pub async fn racing_cas(s: Arc<dyn Storage>) {
         t.await.expect("writer");
     }
     let fin = s.get(&k).await.expect("get").expect("present");
-    assert_eq!(fin.value, val((WRITERS * INCREMENTS).to_string()), "no lost update");
+    assert_eq!(
+        fin.value,
+        val((WRITERS * INCREMENTS).to_string()),
+        "no lost update"
+    );
 }
 
 /// Revisions are unique and strictly increasing across concurrent writers on different keys.
@@ -404,7 +533,10 @@ pub async fn revisions_monotonic(s: Arc<dyn Storage>) {
         tasks.push(tokio::spawn(async move {
             let mut revs = Vec::new();
             for i in 0..25 {
-                let kv = s.create(&format!("{p}{w}-{i}"), val("x")).await.expect("create");
+                let kv = s
+                    .create(&format!("{p}{w}-{i}"), val("x"))
+                    .await
+                    .expect("create");
                 revs.push(kv.mod_revision);
             }
             revs
@@ -413,7 +545,10 @@ pub async fn revisions_monotonic(s: Arc<dyn Storage>) {
     let mut all = HashSet::new();
     for t in tasks {
         let revs = t.await.expect("writer");
-        assert!(revs.windows(2).all(|w| w[0] < w[1]), "one writer's revisions increase");
+        assert!(
+            revs.windows(2).all(|w| w[0] < w[1]),
+            "one writer's revisions increase"
+        );
         for r in revs {
             assert!(all.insert(r), "revision {r} handed out twice");
         }
