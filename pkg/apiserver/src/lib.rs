@@ -5,13 +5,13 @@
 //! Codemap:
 //! - `routes`: resource URLs → verbs; `nonresource`: /version, discovery, OpenAPI; `health`.
 //! - `registry/`: the generic store: `create`, `update` (PUT/PATCH/status), `delete`, `list`,
-//!   `watch`, `subresources` (scale, binding, eviction), `events` (events.k8s.io in core lists).
+//!   `watch`, `subresources` (scale, binding, eviction), `events` (both Event APIs, one storage).
 //! - `watch_cache`: one storage watch per resource, serving watches and RV=0 lists.
 //! - `body`: request decoding, unknown/duplicate fields, Accept negotiation; `table`: Tables.
 //! - `model`: the only place that calls `kubelite_api` (strategies, selectors, patches, meta).
 //! - `error`: `ApiError` → `Status`, and the single storage-error mapping.
 //! - `namespaces`, `services`, `event_ttl`: built-in objects, lifecycle, allocation, expiry.
-//! - `proxy`: log/exec/attach/portforward (not implemented yet: 503).
+//! - `proxy/`: log/exec/attach/portforward streamed or upgrade-relayed to the node's kubelet.
 //!
 //! Invariants: handlers never match on a kind except where upstream's registry does too
 //! (create-time status reset, pod grace periods, Service allocation, namespace deletion);
@@ -180,7 +180,8 @@ pub async fn build_state(
             .map_err(ServerError::Config)?;
     let mut caches = HashMap::new();
     for info in kubelite_api::resource::builtin_resources() {
-        let prefix = info.prefix();
+        // Resources sharing storage (both Event APIs) share one cache.
+        let prefix = registry::events::storage_info(info).prefix();
         if caches.contains_key(&prefix) {
             continue;
         }

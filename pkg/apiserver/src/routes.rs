@@ -137,7 +137,9 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Only streaming subresources (exec, attach, portforward) take the connection over.
+    let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let params = Params(
@@ -215,7 +217,13 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
             ))
         }
         (Addr::Sub(name, sub), _) => {
-            subresource(&state, &ctx, name, sub, &method, &headers, body, &params).await
+            let req = SubRequest {
+                method: &method,
+                headers: &headers,
+                params: &params,
+                on_upgrade,
+            };
+            subresource(&state, &ctx, name, sub, req, body).await
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
@@ -252,18 +260,19 @@ async fn delete_options(headers: &HeaderMap, body: Body, params: &Params) -> Res
     DeleteOptions::parse(params, opts.as_ref())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The client's request as a subresource sees it.
+type SubRequest<'a> = crate::proxy::StreamRequest<'a>;
+
 async fn subresource(
     state: &AppState,
     ctx: &Ctx,
     name: &str,
     sub: &str,
-    method: &Method,
-    headers: &HeaderMap,
+    req: SubRequest<'_>,
     body: Body,
-    params: &Params,
 ) -> Result<Response> {
     let reg = &state.registry;
+    let (method, headers, params) = (req.method, req.headers, req.params);
     if ctx.info.subresource(sub).is_none() {
         return Err(ApiError::no_route());
     }
@@ -326,7 +335,7 @@ async fn subresource(
             ))
         }
         ("log" | "exec" | "attach" | "portforward", _) => {
-            crate::proxy::handle(reg, ctx, name, sub).await
+            crate::proxy::handle(reg, ctx, name, sub, req).await
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"

@@ -3,10 +3,7 @@
 use rand::Rng;
 use serde_json::{json, Value};
 
-use super::{
-    check_namespace, check_type, decode_kv, encode, ensure_valid, meta_mut, Ctx, Params, Registry,
-    Reply,
-};
+use super::{check_namespace, check_type, ensure_valid, meta_mut, Ctx, Params, Registry, Reply};
 use crate::body::{check_unknown_in_body, prune_unknown, FieldProblems, FieldValidation};
 use crate::error::{ApiError, Result};
 
@@ -143,11 +140,11 @@ pub async fn create_checked(
         }
         let allocated = crate::services::allocate(reg, ctx, &mut obj).await?;
         let started = std::time::Instant::now();
-        let res = reg.storage.create(&key, encode(&obj)?).await;
+        let res = reg.storage.create(&key, ctx.encode(&obj)?).await;
         reg.metrics.observe_storage("create", started.elapsed());
         match res {
             Ok(kv) => {
-                let body = decode_kv(&kv)?;
+                let body = ctx.decode(&kv)?;
                 tracing::debug!(resource = %info.group_resource(), %name, "created");
                 return Ok(Reply {
                     code: 201,

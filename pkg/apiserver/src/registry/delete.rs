@@ -4,7 +4,7 @@
 use kubelite_storage::KeyValue;
 use serde_json::{json, Value};
 
-use super::{decode_kv, encode, get_kv, meta_mut, Ctx, Params, Registry, Reply};
+use super::{get_kv, meta_mut, Ctx, Params, Registry, Reply};
 use crate::error::{ApiError, Result};
 use crate::model::Selectors;
 
@@ -186,10 +186,10 @@ async fn mark(
     }
     match reg
         .storage
-        .update(&ctx.key(name), encode(obj)?, cur.mod_revision)
+        .update(&ctx.key(name), ctx.encode(obj)?, cur.mod_revision)
         .await
     {
-        Ok(kv) => Ok(Some(Reply::ok(decode_kv(&kv)?))),
+        Ok(kv) => Ok(Some(Reply::ok(ctx.decode(&kv)?))),
         Err(kubelite_storage::Error::Conflict { .. }) => Ok(None),
         Err(e) => Err(ApiError::from_storage(e, ctx.target(name))),
     }
@@ -328,7 +328,7 @@ pub async fn delete_collection(
         .map_err(|e| ApiError::from_storage(e, ctx.target("")))?;
     let mut items = Vec::new();
     for kv in &list.items {
-        let obj = decode_kv(kv)?;
+        let obj = ctx.decode(kv)?;
         if !selectors.matches(&obj, ctx.strategy.as_ref()) {
             continue;
         }

@@ -1,76 +1,91 @@
-//! `events.k8s.io/v1` Events seen through `core/v1`. Upstream stores both versions of Event in
-//! one place; here they are stored apart, so core Event lists (what `kubectl describe` and
-//! `kubectl get events` read) also include the events.k8s.io ones (what kube-rs's event
-//! recorder writes), converted. Watches of core Events do not include them.
+//! One Event, two APIs: as upstream, `events.k8s.io/v1` Events are stored with the `core/v1`
+//! ones (under `/registry/events/`, in the core form) and converted on every read and write, so
+//! lists and watches of either API show every Event. The field mapping follows upstream's
+//! `pkg/apis/events/v1` conversions: regarding ↔ involvedObject, note ↔ message,
+//! deprecatedSource ↔ source, deprecated{First,Last}Timestamp ↔ {first,last}Timestamp,
+//! deprecatedCount ↔ count, reportingController ↔ reportingComponent; the rest keep their names.
 
+use kubelite_api::resource::{find_builtin, ResourceInfo};
 use serde_json::{json, Map, Value};
 
-use super::{decode_kv, Ctx, Registry};
-use crate::error::{ApiError, Result};
-use crate::model::Selectors;
+/// `(events.k8s.io name, core name)` of the renamed fields.
+const RENAMED: [(&str, &str); 7] = [
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+    ("reportingController", "reportingComponent"),
+];
 
-/// Convert an `events.k8s.io/v1` Event to its `core/v1` form.
-pub fn to_core(ev: &Value) -> Value {
+/// Fields with the same name in both forms.
+const SHARED: [&str; 8] = [
+    "metadata",
+    "eventTime",
+    "series",
+    "related",
+    "action",
+    "reason",
+    "type",
+    "reportingInstance",
+];
+
+/// Whether `info` is `events.k8s.io` Events (stored in the core form).
+pub fn is_events_api(info: &ResourceInfo) -> bool {
+    info.group == "events.k8s.io" && info.plural == "events"
+}
+
+/// The resource whose storage holds `info`'s objects: core Events for `events.k8s.io`, else
+/// `info` itself.
+pub fn storage_info(info: &'static ResourceInfo) -> &'static ResourceInfo {
+    if is_events_api(info) {
+        if let Some(core) = find_builtin("", "v1", "events") {
+            return core;
+        }
+    }
+    info
+}
+
+fn convert(
+    from: &Value,
+    api_version: &str,
+    renamed: impl Iterator<Item = (&'static str, &'static str)>,
+) -> Value {
     let mut out = Map::new();
-    out.insert("apiVersion".into(), json!("v1"));
     out.insert("kind".into(), json!("Event"));
-    let mut copy = |from: &str, to: &str| {
-        if let Some(v) = ev.get(from).filter(|v| !v.is_null()) {
-            out.insert(to.into(), v.clone());
+    out.insert("apiVersion".into(), json!(api_version));
+    let mut copy = |src: &str, dst: &str| {
+        if let Some(v) = from.get(src).filter(|v| !v.is_null()) {
+            out.insert(dst.into(), v.clone());
         }
     };
-    copy("metadata", "metadata");
-    copy("regarding", "involvedObject");
-    copy("related", "related");
-    copy("reason", "reason");
-    copy("note", "message");
-    copy("type", "type");
-    copy("action", "action");
-    copy("eventTime", "eventTime");
-    copy("reportingController", "reportingComponent");
-    copy("reportingInstance", "reportingInstance");
-    copy("deprecatedSource", "source");
-    copy("deprecatedFirstTimestamp", "firstTimestamp");
-    copy("deprecatedLastTimestamp", "lastTimestamp");
-    copy("deprecatedCount", "count");
-    if let Some(series) = ev.get("series").filter(|s| s.is_object()) {
-        out.insert("series".into(), series.clone());
+    for f in SHARED {
+        copy(f, f);
     }
-    if !out.contains_key("source") {
-        let component = ev.get("reportingController").cloned().unwrap_or(json!(""));
-        out.insert("source".into(), json!({"component": component}));
-    }
-    if !out.contains_key("involvedObject") {
-        out.insert("involvedObject".into(), json!({}));
+    for (src, dst) in renamed {
+        copy(src, dst);
     }
     Value::Object(out)
 }
 
-/// The events.k8s.io Events under the namespace of `ctx` (a core Event context), converted and
-/// filtered by `selectors`.
-pub async fn converted(reg: &Registry, ctx: &Ctx, selectors: &Selectors) -> Result<Vec<Value>> {
-    let Some(info) = kubelite_api::resource::find_builtin("events.k8s.io", "v1", "events") else {
-        return Ok(Vec::new());
-    };
-    let other = Ctx::new(info, ctx.namespace.clone());
-    let list = reg
-        .storage
-        .list(&other.collection_prefix(), Default::default())
-        .await
-        .map_err(|e| ApiError::from_storage(e, other.target("")))?;
-    let mut out = Vec::new();
-    for kv in &list.items {
-        let core = to_core(&decode_kv(kv)?);
-        if selectors.matches(&core, ctx.strategy.as_ref()) {
-            out.push(core);
-        }
+/// An `events.k8s.io/v1` Event in its `core/v1` (stored) form.
+pub fn to_core(ev: &Value) -> Value {
+    let mut core = convert(ev, "v1", RENAMED.into_iter());
+    // Go serializes the non-pointer struct even when empty.
+    if let Some(o) = core.as_object_mut() {
+        o.entry("involvedObject").or_insert_with(|| json!({}));
     }
-    Ok(out)
+    core
 }
 
-/// Whether `ctx` is the core Event resource.
-pub fn is_core_event(ctx: &Ctx) -> bool {
-    ctx.info.group.is_empty() && ctx.info.kind == "Event"
+/// A stored `core/v1` Event in its `events.k8s.io/v1` form.
+pub fn from_core(core: &Value) -> Value {
+    convert(
+        core,
+        "events.k8s.io/v1",
+        RENAMED.into_iter().map(|(api, core)| (core, api)),
+    )
 }
 
 #[cfg(test)]
@@ -78,15 +93,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn converts_fields() {
+    fn converts_both_ways() {
         let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
             "regarding": {"kind": "Pod", "name": "p"}, "note": "hello", "reason": "Scheduled",
-            "type": "Normal", "reportingController": "kubelite-scheduler", "eventTime": "2026-01-01T00:00:00.000000Z"});
+            "type": "Normal", "action": "Binding", "reportingController": "kubelite-scheduler",
+            "reportingInstance": "s-1", "eventTime": "2026-01-01T00:00:00.000000Z",
+            "series": {"count": 2, "lastObservedTime": "2026-01-01T00:00:01.000000Z"},
+            "deprecatedCount": 4, "deprecatedSource": {"component": "old"}});
         let core = to_core(&ev);
         assert_eq!(core["apiVersion"], "v1");
         assert_eq!(core["involvedObject"]["name"], "p");
         assert_eq!(core["message"], "hello");
-        assert_eq!(core["source"]["component"], "kubelite-scheduler");
         assert_eq!(core["reportingComponent"], "kubelite-scheduler");
+        assert_eq!(core["reportingInstance"], "s-1");
+        assert_eq!(core["count"], 4);
+        assert_eq!(core["source"]["component"], "old");
+        assert_eq!(core["series"]["count"], 2);
+        assert!(core.get("note").is_none() && core.get("regarding").is_none());
+        assert_eq!(from_core(&core), ev);
+    }
+
+    #[test]
+    fn core_events_read_as_events_api() {
+        let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+            "involvedObject": {"kind": "Pod", "name": "p"}, "message": "m", "count": 1,
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+            "source": {"component": "kubelet", "host": "n1"}});
+        let ev = from_core(&core);
+        assert_eq!(ev["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(ev["regarding"]["name"], "p");
+        assert_eq!(ev["note"], "m");
+        assert_eq!(ev["deprecatedCount"], 1);
+        assert_eq!(ev["deprecatedSource"]["host"], "n1");
+        assert_eq!(ev["deprecatedFirstTimestamp"], "2026-01-01T00:00:00Z");
+        assert!(ev.get("message").is_none());
+    }
+
+    #[test]
+    fn storage_is_shared() {
+        let api = find_builtin("events.k8s.io", "v1", "events").expect("events.k8s.io");
+        let core = find_builtin("", "v1", "events").expect("core events");
+        assert_eq!(storage_info(api).prefix(), "/registry/events/");
+        assert_eq!(storage_info(core).prefix(), core.prefix());
     }
 }

@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{decode_kv, Ctx, Params, Registry};
+use super::{Ctx, Params, Registry};
 use crate::error::{ApiError, Result};
 use crate::model::Selectors;
 
@@ -78,26 +78,6 @@ fn parse_rv(s: &str) -> Result<i64> {
 
 /// LIST the collection `ctx` addresses.
 pub async fn list(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
-    let mut page = list_stored(reg, ctx, params).await?;
-    // Core Event lists also show events.k8s.io Events (see `events.rs`), on the last page of
-    // a list at the latest revision.
-    let exact = params
-        .get("resourceVersion")
-        .is_some_and(|r| !r.is_empty() && r != "0");
-    if super::events::is_core_event(ctx) && page.continue_token.is_none() && !exact {
-        let selectors = Selectors::parse(
-            params.get("labelSelector"),
-            params.get("fieldSelector"),
-            ctx.strategy.as_ref(),
-        )?;
-        page.items
-            .extend(super::events::converted(reg, ctx, &selectors).await?);
-    }
-    Ok(page)
-}
-
-/// LIST what is stored under the resource's own prefix.
-async fn list_stored(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
     let strategy = ctx.strategy.as_ref();
     let selectors = Selectors::parse(
         params.get("labelSelector"),
@@ -127,12 +107,12 @@ async fn list_stored(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page>
 
     // RV=0 ("any"): from the watch cache, unpaged.
     if rv == Some("0") && cont.is_none() {
-        if let Some(cache) = reg.caches.get(&ctx.info.prefix()) {
+        if let Some(cache) = reg.caches.get(&ctx.cache_prefix()) {
             let (objs, revision) = cache.snapshot(&prefix);
             let items = objs
                 .into_iter()
+                .map(|o| ctx.present((*o).clone()))
                 .filter(|o| selectors.matches(o, strategy))
-                .map(|o| (*o).clone())
                 .collect();
             return Ok(Page {
                 items,
@@ -177,7 +157,7 @@ async fn list_stored(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page>
         revision = Some(res.revision);
         page.revision = res.revision;
         for kv in &res.items {
-            let obj = decode_kv(kv)?;
+            let obj = ctx.decode(kv)?;
             if selectors.matches(&obj, strategy) {
                 page.items.push(obj);
             }

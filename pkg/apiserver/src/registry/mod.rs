@@ -73,16 +73,50 @@ impl Ctx {
         }
     }
 
+    /// The resource whose storage holds this one's objects (itself, except events.k8s.io
+    /// Events, which live with the core ones).
+    pub fn stored(&self) -> &'static ResourceInfo {
+        events::storage_info(self.info)
+    }
+
     /// Storage key of the object `name`.
     pub fn key(&self, name: &str) -> String {
-        self.info.key(self.namespace.as_deref(), name)
+        self.stored().key(self.namespace.as_deref(), name)
     }
 
     /// Storage prefix of the collection this request addresses.
     pub fn collection_prefix(&self) -> String {
         match &self.namespace {
-            Some(ns) => self.info.namespace_prefix(ns),
-            None => self.info.prefix(),
+            Some(ns) => self.stored().namespace_prefix(ns),
+            None => self.stored().prefix(),
+        }
+    }
+
+    /// The key of this resource's watch cache.
+    pub fn cache_prefix(&self) -> String {
+        self.stored().prefix()
+    }
+
+    /// A stored object as this resource shows it (converted for events.k8s.io).
+    pub fn present(&self, stored: Value) -> Value {
+        if events::is_events_api(self.info) {
+            events::from_core(&stored)
+        } else {
+            stored
+        }
+    }
+
+    /// Decode a stored object and show it as this resource.
+    pub fn decode(&self, kv: &KeyValue) -> Result<Value> {
+        Ok(self.present(decode_kv(kv)?))
+    }
+
+    /// Serialize this resource's object in its stored form.
+    pub fn encode(&self, obj: &Value) -> Result<Bytes> {
+        if events::is_events_api(self.info) {
+            encode(&events::to_core(obj))
+        } else {
+            encode(obj)
         }
     }
 
@@ -261,7 +295,7 @@ pub async fn get_kv(reg: &Registry, ctx: &Ctx, name: &str) -> Result<(KeyValue, 
     reg.metrics.observe_storage("get", started.elapsed());
     match res.map_err(|e| ApiError::from_storage(e, ctx.target(name)))? {
         Some(kv) => {
-            let v = decode_kv(&kv)?;
+            let v = ctx.decode(&kv)?;
             Ok((kv, v))
         }
         None => Err(ApiError::not_found(ctx.target(name))),

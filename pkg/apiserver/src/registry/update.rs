@@ -5,8 +5,7 @@ use kubelite_storage::KeyValue;
 use serde_json::{json, Value};
 
 use super::{
-    check_namespace, check_type, decode_kv, encode, ensure_valid, get_kv, meta_mut, Ctx, Params,
-    Registry, Reply,
+    check_namespace, check_type, ensure_valid, get_kv, meta_mut, Ctx, Params, Registry, Reply,
 };
 use crate::body::{
     check_unknown, check_unknown_in_body, prune_unknown, FieldProblems, FieldValidation,
@@ -181,7 +180,7 @@ pub async fn write(
     let started = std::time::Instant::now();
     let res = reg
         .storage
-        .update(&ctx.key(&name), encode(&new)?, cur.mod_revision)
+        .update(&ctx.key(&name), ctx.encode(&new)?, cur.mod_revision)
         .await;
     reg.metrics.observe_storage("update", started.elapsed());
     if res.is_err() {
@@ -192,7 +191,7 @@ pub async fn write(
             crate::services::release_dropped(reg, ctx, old, &new).await;
             Ok(Attempt::Done(Reply {
                 code: 200,
-                body: decode_kv(&kv)?,
+                body: ctx.decode(&kv)?,
                 warnings,
             }))
         }

@@ -88,19 +88,27 @@ impl Encoder {
 
 /// How an event looks to a watcher with selectors (upstream cacher semantics).
 fn filter(ev: &CacheEvent, sel: &Selectors, ctx: &Ctx) -> Option<(EventType, Arc<Value>)> {
+    // Objects are cached in their stored form; a resource sharing another's storage
+    // (events.k8s.io) sees them converted, before selectors apply.
+    let (obj, prev) = if ctx.stored().prefix() == ctx.info.prefix() {
+        (ev.obj.clone(), ev.prev.clone())
+    } else {
+        let show = |o: &Arc<Value>| Arc::new(ctx.present((**o).clone()));
+        (show(&ev.obj), ev.prev.as_ref().map(show))
+    };
     let s = ctx.strategy.as_ref();
-    let cur = sel.matches(&ev.obj, s);
+    let cur = sel.matches(&obj, s);
     if sel.is_empty() {
-        return Some((ev.kind, ev.obj.clone()));
+        return Some((ev.kind, obj));
     }
-    let prev = ev.prev.as_ref().is_some_and(|p| sel.matches(p, s));
+    let prev = prev.as_ref().is_some_and(|p| sel.matches(p, s));
     match ev.kind {
-        EventType::Added => cur.then(|| (EventType::Added, ev.obj.clone())),
-        EventType::Deleted => (prev || cur).then(|| (EventType::Deleted, ev.obj.clone())),
+        EventType::Added => cur.then_some((EventType::Added, obj)),
+        EventType::Deleted => (prev || cur).then_some((EventType::Deleted, obj)),
         EventType::Modified => match (prev, cur) {
-            (true, true) => Some((EventType::Modified, ev.obj.clone())),
-            (false, true) => Some((EventType::Added, ev.obj.clone())),
-            (true, false) => Some((EventType::Deleted, ev.obj.clone())),
+            (true, true) => Some((EventType::Modified, obj)),
+            (false, true) => Some((EventType::Added, obj)),
+            (true, false) => Some((EventType::Deleted, obj)),
             (false, false) => None,
         },
     }
@@ -154,7 +162,7 @@ pub async fn watch(
         }
         None => None,
     };
-    let cache = reg.caches.get(&ctx.info.prefix()).cloned();
+    let cache = reg.caches.get(&ctx.cache_prefix()).cloned();
     let prefix = ctx.collection_prefix();
     let initial_wanted = match send_initial {
         Some(v) => v,
@@ -186,9 +194,10 @@ pub async fn watch(
         if initial_wanted {
             for o in objects
                 .iter()
+                .map(|o| ctx.present((**o).clone()))
                 .filter(|o| selectors.matches(o, ctx.strategy.as_ref()))
             {
-                initial.push(enc.line("ADDED", o));
+                initial.push(enc.line("ADDED", &o));
             }
         }
         if send_initial == Some(true) {

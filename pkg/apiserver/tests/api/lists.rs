@@ -237,7 +237,7 @@ pub async fn expired_continue_token_is_410_flow(api: &Api) {
 }
 
 #[tokio::test]
-async fn core_event_lists_include_events_k8s_io() {
+async fn core_event_lists_show_events_k8s_io_events() {
     let api = Api::start().await;
     let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
         "metadata": {"name": "p.1"}, "eventTime": "2026-01-01T00:00:00.000000Z",

@@ -3,9 +3,11 @@
 mod common;
 mod crud;
 mod etcd;
+mod events;
 mod kube_client;
 mod lists;
 mod namespaces;
 mod nonresource;
+mod proxy;
 mod restart;
 mod watch;
