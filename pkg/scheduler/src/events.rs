@@ -1,0 +1,155 @@
+//! Writes to the API on behalf of the scheduler: the binding, the PodScheduled=False status
+//! condition, and core/v1 Events (Scheduled / FailedScheduling).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// POSTs `pods/<name>/binding` targeting `node`.
+pub async fn bind(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+) -> kube::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut meta = json!({"name": name, "namespace": ns});
+    if !uid.is_empty() {
+        meta["uid"] = json!(uid);
+    }
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": meta,
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    api.create_subresource::<_, serde_json::Value>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets `PodScheduled=False, reason=Unschedulable` with `message`, unless the pod already
+/// carries exactly that condition (avoids a write, and a watch event, per retry).
+pub async fn mark_unschedulable(
+    client: &kube::Client,
+    pod: &Pod,
+    message: &str,
+) -> kube::Result<()> {
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let current = conditions.iter().find(|c| c.type_ == "PodScheduled");
+    if current.is_some_and(|c| {
+        c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+            && c.message.as_deref() == Some(message)
+    }) {
+        return Ok(());
+    }
+    // Keep the transition time when only the message changes (status stays False).
+    let transition = current
+        .filter(|c| c.status == "False")
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(Timestamp::now()));
+    let mut list: Vec<serde_json::Value> = conditions
+        .iter()
+        .filter(|c| c.type_ != "PodScheduled")
+        .map(|c| serde_json::to_value(c).unwrap_or(serde_json::Value::Null))
+        .filter(|v| !v.is_null())
+        .collect();
+    list.push(json!({
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": transition,
+    }));
+    let api: Api<Pod> = Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": list}})),
+    )
+    .await?;
+    Ok(())
+}
+
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a core/v1 Event about `pod`.
+pub async fn record(
+    client: &kube::Client,
+    component: &str,
+    pod: &Pod,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> kube::Result<()> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    // Upstream names events "<object>.<unique hex>".
+    let nanos = u64::try_from(now.as_nanosecond()).unwrap_or(0);
+    let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{:x}", nanos.wrapping_add(seq))),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name),
+            namespace: Some(ns.clone()),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some(type_.into()),
+        source: Some(EventSource {
+            component: Some(component.into()),
+            host: None,
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        action: Some(
+            if reason == "Scheduled" {
+                "Binding"
+            } else {
+                "Scheduling"
+            }
+            .into(),
+        ),
+        reporting_component: Some(component.into()),
+        reporting_instance: Some(component.into()),
+        ..Event::default()
+    };
+    let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &event).await?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The plugin framework: filter and score plugin traits, the per-attempt `CycleState`
+//! (cluster-wide precomputation done once per pod, so per-node work stays cheap), and the
+//! weighted, normalized scoring pipeline.
+
+use crate::config::PluginWeights;
+use crate::nodeinfo::NodeInfo;
+use crate::plugins::{
+    balanced_allocation, inter_pod_affinity, least_allocated, node_affinity, node_name, node_ports,
+    node_resources_fit, node_unschedulable, pod_topology_spread, taint_toleration,
+};
+use crate::podinfo::PodInfo;
+
+/// Highest score a plugin gives after normalization.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Why a node does not fit: one or more upstream reason strings.
+pub type Unfit = Vec<String>;
+
+/// Cluster-wide facts computed once per scheduling attempt.
+#[derive(Debug, Default)]
+pub struct CycleState {
+    /// Inter-pod affinity domains.
+    pub affinity: inter_pod_affinity::PreState,
+    /// Topology spread counts.
+    pub spread: pod_topology_spread::PreState,
+}
+
+impl CycleState {
+    /// Precomputes the state for `pod` over all nodes (O(nodes) + O(pods) only when the pod
+    /// or existing pods use inter-pod affinity / spread constraints).
+    pub fn compute<'a>(pod: &PodInfo, nodes: impl Iterator<Item = &'a NodeInfo> + Clone) -> Self {
+        CycleState {
+            affinity: inter_pod_affinity::PreState::compute(pod, nodes.clone()),
+            spread: pod_topology_spread::PreState::compute(pod, nodes),
+        }
+    }
+}
+
+/// A filter: decides whether a pod can run on a node.
+pub trait FilterPlugin: Send + Sync {
+    /// Upstream plugin name.
+    fn name(&self) -> &'static str;
+    /// `Ok` when the pod fits, otherwise the reasons it does not.
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
+}
+
+/// A score: ranks feasible nodes.
+pub trait ScorePlugin: Send + Sync {
+    /// Upstream plugin name.
+    fn name(&self) -> &'static str;
+    /// Raw score for one node.
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
+    /// Maps raw scores to 0..=MAX_NODE_SCORE (default: already in range).
+    fn normalize(&self, _scores: &mut [i64]) {}
+}
+
+/// Scales scores so the highest becomes 100 (`reverse`: the highest becomes 0).
+pub fn default_normalize(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max <= 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = MAX_NODE_SCORE);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        let v = *s * MAX_NODE_SCORE / max;
+        *s = if reverse { MAX_NODE_SCORE - v } else { v };
+    }
+}
+
+/// Min-max scaling to 0..=100; all zero when every score is equal.
+pub fn min_max_normalize(scores: &mut [i64]) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    let min = scores.iter().copied().min().unwrap_or(0);
+    let diff = max - min;
+    for s in scores.iter_mut() {
+        *s = if diff > 0 {
+            (*s - min) * MAX_NODE_SCORE / diff
+        } else {
+            0
+        };
+    }
+}
+
+/// The configured plugin set.
+pub struct Framework {
+    filters: Vec<Box<dyn FilterPlugin>>,
+    scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+}
+
+impl Framework {
+    /// Upstream's default plugins, in upstream's filter order, with the given score weights
+    /// (a zero weight disables a score plugin).
+    pub fn new(w: &PluginWeights) -> Self {
+        let filters: Vec<Box<dyn FilterPlugin>> = vec![
+            Box::new(node_unschedulable::NodeUnschedulable),
+            Box::new(node_name::NodeName),
+            Box::new(taint_toleration::TaintToleration),
+            Box::new(node_affinity::NodeAffinity),
+            Box::new(node_ports::NodePorts),
+            Box::new(node_resources_fit::NodeResourcesFit),
+            Box::new(pod_topology_spread::PodTopologySpread),
+            Box::new(inter_pod_affinity::InterPodAffinity),
+        ];
+        let all: Vec<(Box<dyn ScorePlugin>, i64)> = vec![
+            (
+                Box::new(taint_toleration::TaintToleration),
+                w.taint_toleration,
+            ),
+            (Box::new(node_affinity::NodeAffinity), w.node_affinity),
+            (
+                Box::new(least_allocated::LeastAllocated),
+                w.node_resources_fit,
+            ),
+            (
+                Box::new(balanced_allocation::BalancedAllocation),
+                w.node_resources_balanced_allocation,
+            ),
+            (
+                Box::new(pod_topology_spread::PodTopologySpread),
+                w.pod_topology_spread,
+            ),
+            (
+                Box::new(inter_pod_affinity::InterPodAffinity),
+                w.inter_pod_affinity,
+            ),
+        ];
+        let scores = all.into_iter().filter(|(_, w)| *w > 0).collect();
+        Framework { filters, scores }
+    }
+
+    /// Runs the filters in order, stopping at the first that rejects (upstream behaviour).
+    pub fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        for f in &self.filters {
+            f.filter(state, pod, node)?;
+        }
+        Ok(())
+    }
+
+    /// Weighted sum of normalized scores for each feasible node (same order as `nodes`).
+    pub fn score(&self, state: &CycleState, pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+        let mut total = vec![0i64; nodes.len()];
+        let mut buf = vec![0i64; nodes.len()];
+        for (plugin, weight) in &self.scores {
+            for (b, n) in buf.iter_mut().zip(nodes) {
+                *b = plugin.score(state, pod, n);
+            }
+            plugin.normalize(&mut buf);
+            for (t, b) in total.iter_mut().zip(&buf) {
+                *t += b * weight;
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_table() {
+        let cases: &[(&[i64], bool, &[i64])] = &[
+            (&[0, 5, 10], false, &[0, 50, 100]),
+            (&[0, 5, 10], true, &[100, 50, 0]),
+            (&[0, 0], false, &[0, 0]),
+            (&[0, 0], true, &[100, 100]),
+        ];
+        for (input, rev, want) in cases {
+            let mut s = input.to_vec();
+            default_normalize(&mut s, *rev);
+            assert_eq!(&s, want, "{input:?} reverse={rev}");
+        }
+        let mut s = vec![-10, 0, 10];
+        min_max_normalize(&mut s);
+        assert_eq!(s, vec![0, 50, 100]);
+        let mut s = vec![3, 3];
+        min_max_normalize(&mut s);
+        assert_eq!(s, vec![0, 0]);
+    }
+}

@@ -1,0 +1,310 @@
+//! InterPodAffinity: required pod affinity / anti-affinity (including the anti-affinity of
+//! pods already placed, which is symmetric) as a filter; preferred terms as a score.
+//!
+//! Everything cluster-wide is gathered once per attempt in [`PreState`] (which topology
+//! domains hold matching pods), so the per-node check is a few hash lookups.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::framework::{min_max_normalize, CycleState, FilterPlugin, ScorePlugin, Unfit};
+use crate::nodeinfo::NodeInfo;
+use crate::podinfo::PodInfo;
+
+/// Reason: an existing pod's anti-affinity forbids the incoming pod.
+pub const EXISTING_ANTI: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+/// Reason: the pod's required affinity is not satisfied.
+pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
+/// Reason: the pod's required anti-affinity is violated.
+pub const ANTI: &str = "node(s) didn't match pod anti-affinity rules";
+
+/// topology key -> values.
+type Domains = HashMap<String, HashSet<String>>;
+
+/// Per-attempt precomputation.
+#[derive(Debug, Default)]
+pub struct PreState {
+    existing_anti: Domains,
+    affinity: Vec<HashSet<String>>,
+    affinity_matches_nothing_but_self: bool,
+    anti: Vec<HashSet<String>>,
+    scores: HashMap<String, HashMap<String, i64>>,
+}
+
+impl PreState {
+    /// Gathers domains over all nodes.
+    pub fn compute<'a>(pod: &PodInfo, nodes: impl Iterator<Item = &'a NodeInfo>) -> Self {
+        let mut st = PreState {
+            affinity: vec![HashSet::new(); pod.affinity.len()],
+            anti: vec![HashSet::new(); pod.anti_affinity.len()],
+            ..PreState::default()
+        };
+        let incoming = pod.has_pod_affinity();
+        for node in nodes {
+            if node.pods_with_affinity == 0 && !incoming {
+                continue;
+            }
+            for existing in &node.pods {
+                if existing.key == pod.key {
+                    continue;
+                }
+                if existing.has_pod_affinity() {
+                    for t in existing.anti_affinity.iter().filter(|t| t.matches(pod)) {
+                        if let Some(v) = node.labels.get(&t.topology_key) {
+                            st.existing_anti
+                                .entry(t.topology_key.clone())
+                                .or_default()
+                                .insert(v.clone());
+                        }
+                    }
+                    for t in existing
+                        .preferred_affinity
+                        .iter()
+                        .filter(|t| t.matches(pod))
+                    {
+                        st.add_score(node, &t.topology_key, t.weight);
+                    }
+                    for t in existing
+                        .preferred_anti_affinity
+                        .iter()
+                        .filter(|t| t.matches(pod))
+                    {
+                        st.add_score(node, &t.topology_key, -t.weight);
+                    }
+                }
+                if !incoming {
+                    continue;
+                }
+                for (i, t) in pod.affinity.iter().enumerate() {
+                    if let Some(v) = node.labels.get(&t.topology_key) {
+                        if t.matches(existing) {
+                            st.affinity[i].insert(v.clone());
+                        }
+                    }
+                }
+                for (i, t) in pod.anti_affinity.iter().enumerate() {
+                    if let Some(v) = node.labels.get(&t.topology_key) {
+                        if t.matches(existing) {
+                            st.anti[i].insert(v.clone());
+                        }
+                    }
+                }
+                for t in pod
+                    .preferred_affinity
+                    .iter()
+                    .filter(|t| t.matches(existing))
+                {
+                    st.add_score(node, &t.topology_key, t.weight);
+                }
+                for t in pod
+                    .preferred_anti_affinity
+                    .iter()
+                    .filter(|t| t.matches(existing))
+                {
+                    st.add_score(node, &t.topology_key, -t.weight);
+                }
+            }
+        }
+        // The first pod of a group that selects itself may go anywhere its topology keys
+        // exist (otherwise such a group could never start).
+        st.affinity_matches_nothing_but_self = st.affinity.iter().all(HashSet::is_empty)
+            && pod.affinity.iter().all(|t| t.matches(pod));
+        st
+    }
+
+    fn add_score(&mut self, node: &NodeInfo, key: &str, w: i64) {
+        if let Some(v) = node.labels.get(key) {
+            *self
+                .scores
+                .entry(key.to_string())
+                .or_default()
+                .entry(v.clone())
+                .or_default() += w;
+        }
+    }
+}
+
+/// Pure core of the filter (upstream order: affinity, anti-affinity, existing pods'
+/// anti-affinity).
+pub fn fits(st: &PreState, pod: &PodInfo, node: &NodeInfo) -> Result<(), &'static str> {
+    if !pod.affinity.is_empty() {
+        let ok = if st.affinity_matches_nothing_but_self {
+            pod.affinity
+                .iter()
+                .all(|t| node.labels.contains_key(&t.topology_key))
+        } else {
+            pod.affinity.iter().zip(&st.affinity).all(|(t, domains)| {
+                node.labels
+                    .get(&t.topology_key)
+                    .is_some_and(|v| domains.contains(v))
+            })
+        };
+        if !ok {
+            return Err(AFFINITY);
+        }
+    }
+    for (t, domains) in pod.anti_affinity.iter().zip(&st.anti) {
+        if node
+            .labels
+            .get(&t.topology_key)
+            .is_some_and(|v| domains.contains(v))
+        {
+            return Err(ANTI);
+        }
+    }
+    for (key, values) in &st.existing_anti {
+        if node.labels.get(key).is_some_and(|v| values.contains(v)) {
+            return Err(EXISTING_ANTI);
+        }
+    }
+    Ok(())
+}
+
+/// Pure core of the score: summed weights of the node's domains.
+pub fn score(st: &PreState, node: &NodeInfo) -> i64 {
+    st.scores
+        .iter()
+        .filter_map(|(key, by_value)| node.labels.get(key).and_then(|v| by_value.get(v)))
+        .sum()
+}
+
+/// The plugin.
+pub struct InterPodAffinity;
+
+impl FilterPlugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        fits(&state.affinity, pod, node).map_err(|r| vec![r.to_string()])
+    }
+}
+
+impl ScorePlugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+    fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
+        score(&state.affinity, node)
+    }
+    fn normalize(&self, scores: &mut [i64]) {
+        min_max_normalize(scores)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testutil::{node, pod};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn placed(
+        name: &str,
+        labels: serde_json::Value,
+        spec_extra: serde_json::Value,
+    ) -> Arc<PodInfo> {
+        let mut spec = json!({"containers": [{"name": "c"}]});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), spec_extra.as_object()) {
+            s.extend(e.clone());
+        }
+        Arc::new(pod(
+            json!({"metadata": {"name": name, "labels": labels}, "spec": spec}),
+        ))
+    }
+
+    fn term(app: &str, key: &str) -> serde_json::Value {
+        json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key})
+    }
+
+    fn cluster() -> Vec<NodeInfo> {
+        let mut a = node("a", &[("zone", "z1"), ("kubernetes.io/hostname", "a")]);
+        let b = node("b", &[("zone", "z1"), ("kubernetes.io/hostname", "b")]);
+        let c = node("c", &[("zone", "z2"), ("kubernetes.io/hostname", "c")]);
+        let d = node("d", &[]);
+        a.add_pod(placed("db", json!({"app": "db"}), json!({})));
+        vec![a, b, c, d]
+    }
+
+    fn results(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<Result<(), &'static str>> {
+        let st = PreState::compute(p, nodes.iter());
+        nodes.iter().map(|n| fits(&st, p, n)).collect()
+    }
+
+    #[test]
+    fn filter_table() {
+        let aff =
+            |t| json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [t]}});
+        let anti =
+            |t| json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [t]}});
+        let with = |labels: serde_json::Value, affinity: serde_json::Value| {
+            pod(json!({"metadata": {"labels": labels},
+                       "spec": {"containers": [{"name": "c"}], "affinity": affinity}}))
+        };
+        let cases = [
+            // Affinity to db by zone: a and b share z1.
+            (
+                with(json!({}), aff(term("db", "zone"))),
+                vec![Ok(()), Ok(()), Err(AFFINITY), Err(AFFINITY)],
+            ),
+            // Affinity to db by hostname: only a.
+            (
+                with(json!({}), aff(term("db", "kubernetes.io/hostname"))),
+                vec![Ok(()), Err(AFFINITY), Err(AFFINITY), Err(AFFINITY)],
+            ),
+            // Anti-affinity to db by zone: not z1.
+            (
+                with(json!({}), anti(term("db", "zone"))),
+                vec![Err(ANTI), Err(ANTI), Ok(()), Ok(())],
+            ),
+            // Affinity to a group nobody runs yet, matching itself: anywhere with the key.
+            (
+                with(json!({"app": "web"}), aff(term("web", "zone"))),
+                vec![Ok(()), Ok(()), Ok(()), Err(AFFINITY)],
+            ),
+            // Affinity to a group nobody runs, not matching itself: nowhere.
+            (
+                with(json!({}), aff(term("web", "zone"))),
+                vec![Err(AFFINITY); 4],
+            ),
+            // No terms at all.
+            (with(json!({}), json!({})), vec![Ok(()); 4]),
+        ];
+        let nodes = cluster();
+        for (i, (p, want)) in cases.into_iter().enumerate() {
+            assert_eq!(results(&p, &nodes), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_is_symmetric() {
+        let mut nodes = cluster();
+        nodes[2].add_pod(placed(
+            "lonely",
+            json!({"app": "lonely"}),
+            json!({"affinity": anti(term("web", "zone"))}),
+        ));
+        let web = pod(json!({"metadata": {"labels": {"app": "web"}}}));
+        assert_eq!(
+            results(&web, &nodes),
+            vec![Ok(()), Ok(()), Err(EXISTING_ANTI), Ok(())]
+        );
+        fn anti(t: serde_json::Value) -> serde_json::Value {
+            json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [t]}})
+        }
+    }
+
+    #[test]
+    fn preferred_score_table() {
+        let nodes = cluster();
+        let p = pod(json!({"spec": {"containers": [{"name": "c"}], "affinity": {
+            "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "podAffinityTerm": term("db", "zone")}]},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 4, "podAffinityTerm": term("db", "kubernetes.io/hostname")}]}}}}));
+        let st = PreState::compute(&p, nodes.iter());
+        let mut s: Vec<i64> = nodes.iter().map(|n| score(&st, n)).collect();
+        assert_eq!(s, vec![6, 10, 0, 0]);
+        min_max_normalize(&mut s);
+        assert_eq!(s, vec![60, 100, 0, 0]);
+    }
+}

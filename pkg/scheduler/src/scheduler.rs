@@ -1,0 +1,347 @@
+//! The running scheduler: watchers feed the cache and the queue; one loop pops a pod, decides
+//! under the cache lock (pure, in-memory), assumes the pod onto the node at once, and hands
+//! the binding to a bounded set of concurrent tasks.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::algorithm::{self, Selection};
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::events;
+use crate::framework::Framework;
+use crate::metrics::AttemptResult;
+use crate::podinfo::PodInfo;
+use crate::queue::{ClusterEvent, Queue, QueuedPod};
+
+/// Parked pods are retried at least this often even without a cluster event.
+const MAX_PARKED: Duration = Duration::from_secs(60);
+
+struct Shared {
+    client: kube::Client,
+    config: Config,
+    cache: Mutex<Cache>,
+    queue: Queue,
+    framework: Framework,
+    binds: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // The cache holds no invariants a panic elsewhere could break half-way.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn responsible(&self, pod: &Pod) -> bool {
+        let name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or("default-scheduler");
+        name == self.config.scheduler_name
+    }
+}
+
+fn key_of(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// Runs the scheduler until the future is dropped.
+pub(crate) async fn run(client: kube::Client, config: Config) -> Result<(), crate::Error> {
+    let shared = Arc::new(Shared {
+        framework: Framework::new(&config.weights),
+        queue: Queue::new(config.initial_backoff, config.max_backoff),
+        binds: Arc::new(Semaphore::new(config.max_in_flight_binds.max(1))),
+        cache: Mutex::new(Cache::default()),
+        client,
+        config,
+    });
+    // Tasks live in the set so dropping this future (shutdown, lost lease) stops them.
+    let mut tasks = JoinSet::new();
+    let (nodes_synced_tx, mut nodes_synced) = watch::channel(false);
+    let (pods_synced_tx, mut pods_synced) = watch::channel(false);
+    let nodes = watcher::watcher(
+        Api::<Node>::all(shared.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    tasks.spawn(watch_nodes(shared.clone(), nodes, nodes_synced_tx));
+    let pods = watcher::watcher(
+        Api::<Pod>::all(shared.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    tasks.spawn(watch_pods(shared.clone(), pods, pods_synced_tx));
+    tasks.spawn(housekeeping(shared.clone()));
+
+    // Deciding before both lists are in would place pods on capacity that is already used.
+    let _ = nodes_synced.wait_for(|s| *s).await;
+    let _ = pods_synced.wait_for(|s| *s).await;
+    info!(scheduler = %shared.config.scheduler_name, "caches synced, scheduling");
+
+    let mut sel = Selection::default();
+    loop {
+        let item = shared.queue.pop().await;
+        schedule_one(&shared, &mut sel, item).await;
+    }
+}
+
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        shared.queue.publish(&shared.config.metrics);
+        n += 1;
+        if n.is_multiple_of(10) {
+            shared.queue.flush_stale(MAX_PARKED);
+        }
+    }
+}
+
+async fn watch_nodes(
+    shared: Arc<Shared>,
+    stream: impl Stream<Item = Result<Event<Node>, watcher::Error>>,
+    synced: watch::Sender<bool>,
+) {
+    futures::pin_mut!(stream);
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Init) => seen.clear(),
+            Ok(Event::InitApply(node)) => {
+                seen.insert(node.metadata.name.clone().unwrap_or_default());
+                shared.cache().upsert_node(&node);
+            }
+            Ok(Event::InitDone) => {
+                {
+                    let mut cache = shared.cache();
+                    for name in cache.node_names() {
+                        if !seen.contains(&name) {
+                            cache.remove_node(&name);
+                        }
+                    }
+                }
+                seen.clear();
+                synced.send_replace(true);
+                shared.queue.on_cluster_event(ClusterEvent::NodeChanged);
+            }
+            Ok(Event::Apply(node)) => {
+                shared.cache().upsert_node(&node);
+                shared.queue.on_cluster_event(ClusterEvent::NodeChanged);
+            }
+            Ok(Event::Delete(node)) => {
+                shared
+                    .cache()
+                    .remove_node(node.metadata.name.as_deref().unwrap_or_default());
+            }
+            Err(e) => warn!(error = %e, "node watch error"),
+        }
+    }
+}
+
+async fn watch_pods(
+    shared: Arc<Shared>,
+    stream: impl Stream<Item = Result<Event<Pod>, watcher::Error>>,
+    synced: watch::Sender<bool>,
+) {
+    futures::pin_mut!(stream);
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Init) => seen.clear(),
+            Ok(Event::InitApply(pod)) => {
+                seen.insert(key_of(&pod));
+                on_pod(&shared, pod);
+            }
+            Ok(Event::InitDone) => {
+                let gone: Vec<String> = shared
+                    .cache()
+                    .pod_keys()
+                    .into_iter()
+                    .filter(|k| !seen.contains(k))
+                    .collect();
+                for k in gone {
+                    on_pod_deleted(&shared, &k);
+                }
+                seen.clear();
+                synced.send_replace(true);
+            }
+            Ok(Event::Apply(pod)) => on_pod(&shared, pod),
+            Ok(Event::Delete(pod)) => on_pod_deleted(&shared, &key_of(&pod)),
+            Err(e) => warn!(error = %e, "pod watch error"),
+        }
+    }
+}
+
+fn on_pod(shared: &Shared, pod: Pod) {
+    let key = key_of(&pod);
+    if terminal(&pod) {
+        // A finished pod frees its resources.
+        on_pod_deleted(shared, &key);
+        return;
+    }
+    if let Some(node) = node_of(&pod) {
+        shared.queue.remove(&key);
+        let node = node.to_string();
+        shared
+            .cache()
+            .add_bound_pod(Arc::new(PodInfo::from_pod(&pod)), &node);
+        shared
+            .queue
+            .on_cluster_event(ClusterEvent::AssignedPodAdded);
+        return;
+    }
+    if !shared.responsible(&pod) {
+        return;
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        // Terminating before it was placed: nothing to schedule.
+        shared.queue.remove(&key);
+        return;
+    }
+    // Assumed and binding: a stale event must not queue it a second time.
+    if shared.cache().is_placed(&key) {
+        return;
+    }
+    shared.queue.add(pod);
+}
+
+fn on_pod_deleted(shared: &Shared, key: &str) {
+    shared.queue.remove(key);
+    if shared.cache().remove_pod(key) {
+        shared.queue.on_cluster_event(ClusterEvent::PodDeleted);
+    }
+}
+
+async fn schedule_one(shared: &Arc<Shared>, sel: &mut Selection, item: QueuedPod) {
+    let key = item.info.key.clone();
+    let decision = {
+        let cache = shared.cache();
+        algorithm::schedule(
+            &shared.framework,
+            &cache,
+            &item.info,
+            shared.config.percentage_of_nodes_to_score,
+            sel,
+        )
+    };
+    match decision {
+        Ok(node) => {
+            debug!(pod = %key, node = %node, "assuming pod");
+            shared.cache().assume(item.info.clone(), &node);
+            // Waiting here is the backpressure that bounds in-flight binds.
+            let Ok(permit) = shared.binds.clone().acquire_owned().await else {
+                return;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                bind(&shared, item, node).await;
+            });
+        }
+        Err(fit) => {
+            shared.config.metrics.attempt(AttemptResult::Unschedulable);
+            shared.queue.unschedulable(&key);
+            let message = fit.message();
+            info!(pod = %key, reason = %message, "unable to schedule pod");
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let client = &shared.client;
+                if let Err(e) = events::mark_unschedulable(client, &item.pod, &message).await {
+                    debug!(pod = %key, error = %e, "failed to set PodScheduled=False");
+                }
+                let component = &shared.config.scheduler_name;
+                let r = events::record(
+                    client,
+                    component,
+                    &item.pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &message,
+                );
+                if let Err(e) = r.await {
+                    debug!(pod = %key, error = %e, "failed to record event");
+                }
+            });
+        }
+    }
+}
+
+async fn bind(shared: &Shared, item: QueuedPod, node: String) {
+    let info = &item.info;
+    let result = events::bind(
+        &shared.client,
+        &info.namespace,
+        &info.name,
+        &info.uid,
+        &node,
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            let m = &shared.config.metrics;
+            m.attempt(AttemptResult::Scheduled);
+            m.observe_e2e(item.first_seen.elapsed());
+            shared.queue.remove(&info.key);
+            info!(pod = %info.key, node = %node, "bound pod");
+            let message = format!("Successfully assigned {} to {node}", info.key);
+            let component = &shared.config.scheduler_name;
+            let r = events::record(
+                &shared.client,
+                component,
+                &item.pod,
+                "Normal",
+                "Scheduled",
+                &message,
+            );
+            if let Err(e) = r.await {
+                debug!(pod = %info.key, error = %e, "failed to record event");
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+            // Deleted, or bound already (e.g. by another scheduler): the watch has or will
+            // have the truth; drop our assumption.
+            debug!(pod = %info.key, code = s.code, "binding not applied");
+            shared.cache().forget(&info.key);
+            shared.queue.remove(&info.key);
+        }
+        Err(e) => {
+            warn!(pod = %info.key, node = %node, error = %e, "binding failed");
+            shared.config.metrics.attempt(AttemptResult::Error);
+            shared.cache().forget(&info.key);
+            shared
+                .queue
+                .error(&item.pod, &item.info, item.attempts, item.first_seen);
+            shared.queue.on_cluster_event(ClusterEvent::PodDeleted);
+        }
+    }
+}
