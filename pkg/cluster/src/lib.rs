@@ -1,8 +1,9 @@
 //! The single-node dev cluster behind `kubelite up`: starts the components in order with
 //! readiness gates, writes a kubeconfig entry, prints what to type next, and stops cleanly.
 //!
-//! At this stage the cluster is the API server on the embedded store; the scheduler,
-//! controller-manager, kubelet and proxy join here as they are built.
+//! Order: the API server (embedded store or etcd) and its `/readyz` gate, then the components
+//! that talk to it over HTTP (scheduler, ...). Shutdown runs in reverse: clients first, then the
+//! API server, so no component sees the API vanish under it.
 
 pub mod kubeconfig;
 
@@ -38,6 +39,10 @@ pub enum Error {
     ApiServer(#[from] kubelite_apiserver::ServerError),
     #[error("apiserver did not become ready within {0:?}")]
     NotReady(Duration),
+    #[error("building the in-cluster client: {0}")]
+    Client(String),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] kubelite_scheduler::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -129,12 +134,29 @@ pub async fn up(
         &format!("ready at {url} ({} ms)", started.elapsed().as_millis()),
     );
 
+    let client = client_for(&url)?;
+    let components = tokio_util::sync::CancellationToken::new();
+    let mut scheduler = {
+        let stop = components.clone();
+        let config = kubelite_scheduler::Config::default();
+        tokio::spawn(kubelite_scheduler::run(
+            client.clone(),
+            config,
+            async move { stop.cancelled().await },
+        ))
+    };
+    progress("scheduler", "running");
+
     kubeconfig::upsert(&config.kubeconfig, &config.context, &url)?;
     print_summary(&config, &url, &storage);
 
     tokio::select! {
         _ = shutdown => {
             tracing::info!("kubelite stopping: shutdown requested");
+            components.cancel();
+            if let Ok(Err(e)) = scheduler.await {
+                tracing::warn!(error = %e, "scheduler stopped with an error");
+            }
             let _ = stop_tx.send(());
             match server.await {
                 Ok(r) => r?,
@@ -142,13 +164,32 @@ pub async fn up(
             }
         }
         ended = &mut server => {
+            components.cancel();
             match ended {
                 Ok(r) => r?,
                 Err(e) => tracing::warn!(error = %e, "apiserver task failed"),
             }
         }
+        // A component that ends on its own is a failure of the cluster: stop everything.
+        ended = &mut scheduler => {
+            components.cancel();
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            match ended {
+                Ok(r) => r?,
+                Err(e) => tracing::warn!(error = %e, "scheduler task failed"),
+            }
+        }
     }
     Ok(())
+}
+
+/// A kube client for the components, talking to the API server at `url`.
+fn client_for(url: &str) -> Result<kube::Client> {
+    let uri = url
+        .parse()
+        .map_err(|e| Error::Client(format!("{url}: {e}")))?;
+    kube::Client::try_from(kube::Config::new(uri)).map_err(|e| Error::Client(e.to_string()))
 }
 
 /// Poll `/readyz` until it answers 200 or `timeout` passes.

@@ -1,0 +1,193 @@
+//! Closed-loop load: N clients each sending one request after another for a fixed time, over
+//! HTTP/1.1 keep-alive or HTTP/2 (h2c with prior knowledge), with latency percentiles.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The HTTP protocol a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 with keep-alive: one connection per concurrent client.
+    H1,
+    /// HTTP/2 over cleartext with prior knowledge: every client multiplexed on one connection.
+    H2,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::H1 => "HTTP/1.1",
+            Proto::H2 => "HTTP/2",
+        }
+    }
+}
+
+/// A client for `proto` with a per-request timeout.
+pub fn client(proto: Proto) -> anyhow::Result<reqwest::Client> {
+    let b = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60));
+    let b = match proto {
+        Proto::H1 => b.http1_only(),
+        Proto::H2 => b.http2_prior_knowledge(),
+    };
+    Ok(b.build()?)
+}
+
+/// One measurement's outcome.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    /// Requests completed (sequence numbers `0..count` were all used).
+    pub count: u64,
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Sample {
+    /// `12345/s (p50 0.41 ms, p99 3.20 ms)`.
+    pub fn cell(&self) -> String {
+        format!(
+            "{:.0}/s (p50 {}, p99 {})",
+            self.per_sec,
+            ms(self.p50),
+            ms(self.p99)
+        )
+    }
+}
+
+/// Runs `clients` loops of `op` for `run_for`; `op` gets a sequence number unique across all
+/// clients of this run. Any failed request fails the measurement.
+pub async fn closed_loop<F, Fut>(clients: usize, run_for: Duration, op: F) -> anyhow::Result<Sample>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let clients = clients.max(1);
+    let seq = Arc::new(AtomicU64::new(0));
+    let begun = Instant::now();
+    let deadline = begun + run_for;
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let op = op.clone();
+        let seq = seq.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                op(n).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.context("client task")??);
+    }
+    let elapsed = begun.elapsed();
+    latencies.sort_unstable();
+    Ok(Sample {
+        count: latencies.len() as u64,
+        per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+    })
+}
+
+/// Runs `op(0) .. op(total-1)` with `workers` in flight at a time; fails on the first error.
+pub async fn closed_count<F, Fut>(workers: usize, total: usize, op: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= total {
+                    return anyhow::Ok(());
+                }
+                op(i).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.context("worker task")??;
+    }
+    Ok(())
+}
+
+/// Sends `req`, fails unless the status is `want`, and reads the whole body (so the connection
+/// is reused).
+pub async fn expect(
+    req: reqwest::RequestBuilder,
+    want: reqwest::StatusCode,
+) -> anyhow::Result<bytes::Bytes> {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if status != want {
+        bail!(
+            "got {status}, want {want}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+    }
+    Ok(body)
+}
+
+/// A small, realistic pod: one container with a port and resources, one label.
+pub fn pod_json(name: &str) -> String {
+    format!(
+        concat!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{}","labels":{{"app":"bench"}}}},"#,
+            r#""spec":{{"containers":[{{"name":"web","image":"nginx:1.27","#,
+            r#""ports":[{{"containerPort":80}}],"#,
+            r#""resources":{{"requests":{{"cpu":"10m","memory":"16Mi"}}}}}}]}}}}"#
+        ),
+        name
+    )
+}
+
+/// Value at quantile `q` of sorted durations.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// `1.23 ms`.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_json_is_valid_json() {
+        let v: serde_json::Value = serde_json::from_str(&pod_json("p-1")).expect("valid json");
+        assert_eq!(v["metadata"]["name"], "p-1");
+        assert_eq!(v["spec"]["containers"][0]["image"], "nginx:1.27");
+    }
+
+    #[test]
+    fn percentiles() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&d, 0.5), Duration::from_millis(51));
+        assert_eq!(percentile(&d, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+}

@@ -1,0 +1,373 @@
+//! `bench-apiserver`: the API server (a `kubelite-apiserver` child process) over the embedded
+//! store and over a real etcd, in one run: pod creates and GETs (1 and 64 clients, HTTP/1.1 and
+//! HTTP/2), a LIST of many pods, memory, and a watch fan-out, with two baselines measured
+//! alongside (raw storage creates through the `Storage` trait, and `/healthz`). Prints one
+//! markdown table. `--quick` is a smoke run of a few seconds.
+
+mod load;
+mod report;
+mod scenarios;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use kubelite_storage::Storage;
+use kubelite_storage_etcd::testing::EtcdServer;
+use reqwest::StatusCode;
+
+use load::{closed_loop, expect, pod_json, Proto, Sample};
+use report::Results;
+use server::{Backend, ServerProcess};
+
+/// Concurrency of the throughput baselines and the "many clients" rows.
+const MANY: usize = 64;
+
+#[derive(Parser, Debug)]
+#[command(about = "API server benchmark over the embedded store and a real etcd")]
+struct Args {
+    /// Smoke run: 0.3 s per measurement, 100 pods listed, 10 watchers x 50 events.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Pods in the listed namespace.
+    #[arg(long, default_value_t = 10_000)]
+    list_pods: usize,
+    /// Page size of the paged LIST.
+    #[arg(long, default_value_t = 500)]
+    page_size: usize,
+    /// Concurrent watchers in the fan-out.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Writes (so events per watcher) in the fan-out.
+    #[arg(long, default_value_t = 1000)]
+    events: usize,
+    /// Concurrent writers making the fan-out's writes.
+    #[arg(long, default_value_t = 16)]
+    watch_writers: usize,
+    /// Give up waiting for the fan-out after this many seconds (reported as incomplete).
+    #[arg(long, default_value_t = 300)]
+    watch_timeout: u64,
+    /// Backends to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["embedded".to_string(), "etcd".to_string()])]
+    backends: Vec<String>,
+    /// The server binary (default: kubelite-apiserver next to this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Where stores and logs go (a temp dir inside it).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Sizes of one run, after `--quick`.
+struct Plan {
+    per_run: Duration,
+    list_pods: usize,
+    page_size: usize,
+    watchers: usize,
+    events: usize,
+    watch_writers: usize,
+    watch_timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let plan = if args.quick {
+        Plan {
+            per_run: Duration::from_millis(300),
+            list_pods: 100,
+            page_size: 25,
+            watchers: 10,
+            events: 50,
+            watch_writers: 4,
+            watch_timeout: Duration::from_secs(30),
+        }
+    } else {
+        Plan {
+            per_run: Duration::from_secs_f64(args.seconds.max(0.1)),
+            list_pods: args.list_pods,
+            page_size: args.page_size.max(1),
+            watchers: args.watchers,
+            events: args.events,
+            watch_writers: args.watch_writers,
+            watch_timeout: Duration::from_secs(args.watch_timeout),
+        }
+    };
+    let binary = match &args.server_bin {
+        Some(b) => b.clone(),
+        None => server::default_binary()?,
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found (build it: cargo build --release -p kubelite-apiserver-bin)",
+        binary.display()
+    );
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("bench-apiserver-")
+        .tempdir_in(&parent)?;
+    eprintln!(
+        "bench-apiserver: {:?} per measurement, {} pods listed, {} watchers x {} events, server {}",
+        plan.per_run,
+        plan.list_pods,
+        plan.watchers,
+        plan.events,
+        binary.display()
+    );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        eprintln!(
+            "cpus: {}, load average: {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+
+    let mut columns = Vec::new();
+    for name in &args.backends {
+        let r = match name.as_str() {
+            "embedded" => bench_embedded(&binary, work.path(), &plan).await,
+            "etcd" => bench_etcd(&binary, work.path(), &plan).await,
+            other => anyhow::bail!("unknown backend {other:?} (embedded, etcd)"),
+        }
+        .with_context(|| format!("{name} backend"))?;
+        columns.push((name.clone(), r));
+    }
+    report::print(&columns, &plan_summary(&plan));
+    Ok(())
+}
+
+fn plan_summary(plan: &Plan) -> String {
+    format!(
+        "{:?} per throughput row; LIST of {} pods (paged: limit={}); fan-out {} watchers x {} writes ({} writers)",
+        plan.per_run, plan.list_pods, plan.page_size, plan.watchers, plan.events, plan.watch_writers
+    )
+}
+
+async fn bench_embedded(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Results> {
+    // The raw baseline uses its own store in the same place: the server holds its file open.
+    let raw_dir = work.join("embedded-raw");
+    let raw = {
+        let store = kubelite_storage_embedded::EmbeddedStore::open(
+            &raw_dir,
+            kubelite_storage_embedded::Options::default(),
+        )
+        .context("opening the embedded store")?;
+        raw_puts(Arc::new(store), plan.per_run).await?
+    };
+    std::fs::remove_dir_all(&raw_dir).ok();
+    let backend = Backend::Embedded(work.join("embedded-server"));
+    bench_server(
+        binary,
+        &backend,
+        &work.join("embedded-server.log"),
+        plan,
+        raw,
+    )
+    .await
+}
+
+async fn bench_etcd(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Results> {
+    let etcd = EtcdServer::start_in(work, &[])
+        .await
+        .context("starting etcd")?;
+    let raw = {
+        let store = kubelite_storage_etcd::EtcdStore::connect(&[etcd.endpoint()], "/bench-raw")
+            .await
+            .context("connecting to etcd")?;
+        raw_puts(Arc::new(store), plan.per_run).await?
+    };
+    let backend = Backend::Etcd {
+        endpoint: etcd.endpoint(),
+        prefix: String::new(),
+    };
+    bench_server(binary, &backend, &work.join("etcd-server.log"), plan, raw).await
+}
+
+/// Creates of fresh 1 KiB values through the `Storage` trait with [`MANY`] writers.
+async fn raw_puts(store: Arc<dyn Storage>, per_run: Duration) -> anyhow::Result<Sample> {
+    let value = Bytes::from(vec![b'v'; 1024]);
+    for i in 0..50 {
+        store
+            .create(&format!("/bench/warmup/{i}"), value.clone())
+            .await?;
+    }
+    let s = closed_loop(MANY, per_run, move |n| {
+        let (store, value) = (store.clone(), value.clone());
+        async move {
+            store.create(&format!("/bench/raw/{n:09}"), value).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    eprintln!("  raw storage creates x{MANY}: {}", s.cell());
+    Ok(s)
+}
+
+/// Everything measured against one server.
+async fn bench_server(
+    binary: &Path,
+    backend: &Backend,
+    log: &Path,
+    plan: &Plan,
+    raw: Sample,
+) -> anyhow::Result<Results> {
+    let begun = Instant::now();
+    let server = ServerProcess::start(binary, backend, log).await?;
+    let base = server.base.clone();
+    eprintln!("  server ready after {:?} at {base}", begun.elapsed());
+    let mut r = Results {
+        raw_puts: raw,
+        rss_idle: server.memory()?.0,
+        ..Results::default()
+    };
+    let h1 = load::client(Proto::H1)?;
+    let h2 = load::client(Proto::H2)?;
+    for ns in ["bench", "bench-list", "bench-watch"] {
+        let req = h1
+            .post(format!("{base}/api/v1/namespaces"))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#
+            ));
+        expect(req, StatusCode::CREATED).await?;
+    }
+    r.h2c = match h2.get(format!("{base}/healthz")).send().await {
+        Ok(resp) if resp.version() == reqwest::Version::HTTP_2 => Ok(()),
+        Ok(resp) => Err(format!("answered over {:?}", resp.version())),
+        Err(e) => Err(format!("h2c rejected: {e}")),
+    };
+    let protos: Vec<(Proto, &reqwest::Client)> = match &r.h2c {
+        Ok(()) => vec![(Proto::H1, &h1), (Proto::H2, &h2)],
+        Err(e) => {
+            eprintln!("  HTTP/2 not measured: {e}");
+            vec![(Proto::H1, &h1)]
+        }
+    };
+
+    // /healthz also checks storage (an etcd round trip); /livez is the bare HTTP ceiling.
+    for path in ["healthz", "livez"] {
+        for &(proto, client) in &protos {
+            let (client, url) = (client.clone(), format!("{base}/{path}"));
+            let s = closed_loop(MANY, plan.per_run, move |_| {
+                let req = client.get(&url);
+                async move { expect(req, StatusCode::OK).await.map(|_| ()) }
+            })
+            .await?;
+            eprintln!("  {path} {} x{MANY}: {}", proto.name(), s.cell());
+            match path {
+                "healthz" => r.healthz.push((proto, s)),
+                _ => r.livez.push((proto, s)),
+            }
+        }
+    }
+
+    let pods = format!("{base}/api/v1/namespaces/bench/pods");
+    // The GETs read pods the biggest create run made.
+    let mut targets = (String::new(), 0u64);
+    for &(proto, client) in &protos {
+        for clients in [1, MANY] {
+            let tag = format!("c{}-{clients}", if proto == Proto::H1 { 1 } else { 2 });
+            let (client, url, t) = (client.clone(), pods.clone(), tag.clone());
+            let s = closed_loop(clients, plan.per_run, move |n| {
+                let req = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(pod_json(&format!("{t}-{n}")));
+                async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
+            })
+            .await?;
+            eprintln!("  create {} x{clients}: {}", proto.name(), s.cell());
+            if s.count > targets.1 {
+                targets = (tag, s.count);
+            }
+            r.creates.push((proto, clients, s));
+        }
+    }
+    anyhow::ensure!(targets.1 > 0, "no pod was created");
+    for &(proto, client) in &protos {
+        for clients in [1, MANY] {
+            let (client, url, (tag, count)) = (client.clone(), pods.clone(), targets.clone());
+            let s = closed_loop(clients, plan.per_run, move |n| {
+                // A stride spreads the reads over the whole set.
+                let req = client.get(format!("{url}/{tag}-{}", n.wrapping_mul(7919) % count));
+                async move { expect(req, StatusCode::OK).await.map(|_| ()) }
+            })
+            .await?;
+            eprintln!("  get {} x{clients}: {}", proto.name(), s.cell());
+            r.gets.push((proto, clients, s));
+        }
+    }
+
+    let t = Instant::now();
+    scenarios::populate(&h2, &base, "bench-list", "l", plan.list_pods, MANY).await?;
+    eprintln!("  {} pods created in {:?}", plan.list_pods, t.elapsed());
+    r.rss_before_list = server.memory()?.0;
+    // Best of three: the first also warms caches and allocator.
+    for round in 1..=3 {
+        let whole = scenarios::list(&h1, &base, "bench-list", 0, "").await?;
+        let paged = scenarios::list(&h1, &base, "bench-list", plan.page_size, "").await?;
+        let cached = scenarios::list(&h1, &base, "bench-list", 0, "&resourceVersion=0").await?;
+        for l in [&whole, &paged, &cached] {
+            anyhow::ensure!(
+                l.items == plan.list_pods,
+                "listed {} pods, want {}",
+                l.items,
+                plan.list_pods
+            );
+        }
+        if r.list_whole.pages == 0 || whole.time < r.list_whole.time {
+            r.list_whole = whole;
+        }
+        if r.list_paged.pages == 0 || paged.time < r.list_paged.time {
+            r.list_paged = paged;
+        }
+        if r.list_cached.pages == 0 || cached.time < r.list_cached.time {
+            r.list_cached = cached;
+        }
+        // Growth that stops after the first round is allocator retention, not a leak.
+        eprintln!(
+            "  list round {round}: server RSS {} MiB",
+            server.memory()?.0 / (1024 * 1024)
+        );
+    }
+    (r.rss_after_list, r.rss_peak) = server.memory()?;
+    eprintln!(
+        "  list: whole {:?}, paged {:?} ({} pages), resourceVersion=0 {:?}",
+        r.list_whole.time, r.list_paged.time, r.list_paged.pages, r.list_cached.time
+    );
+
+    r.fan_out = scenarios::watch_fan_out(
+        &base,
+        "bench-watch",
+        plan.watchers,
+        plan.events,
+        plan.watch_writers,
+        plan.watch_timeout,
+    )
+    .await?;
+    (r.rss_after_watch, r.rss_peak) = server.memory()?;
+    eprintln!(
+        "  fan-out: opened in {:?}, writes {:?}, delivered after {:?} ({} events{})",
+        r.fan_out.open,
+        r.fan_out.writes,
+        r.fan_out.delivered_after,
+        r.fan_out.received,
+        if r.fan_out.complete {
+            ""
+        } else {
+            ", INCOMPLETE"
+        }
+    );
+    Ok(r)
+}
