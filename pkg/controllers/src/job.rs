@@ -1,0 +1,305 @@
+//! Job controller (batch/v1): runs pods until `completions` succeed (at most `parallelism` at
+//! once) or `backoffLimit` failures, and reports status and conditions like 1.33
+//! (SuccessCriteriaMet/FailureTarget first, then Complete/Failed once no pod is active).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{join_all, BoxFuture};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::events::Recorder;
+use crate::expectations::Expectations;
+use crate::informer::{key_of, split_key, Change, Informer};
+use crate::queue::{run_workers, WorkQueue};
+use crate::util::{controller_owner_ref, controller_ref, ignore_not_found, now, pod_is_ready};
+use crate::{Error, Result, Shared};
+
+struct Controller {
+    client: kube::Client,
+    pods: Arc<Informer<Pod>>,
+    jobs: Arc<Informer<Job>>,
+    expectations: Expectations,
+    recorder: Recorder,
+}
+
+/// Registers the Job controller's handlers; returns its worker loop.
+pub fn register(shared: &Shared) -> BoxFuture<'static, ()> {
+    let queue = WorkQueue::new();
+    let c = Arc::new(Controller {
+        client: shared.client.clone(),
+        pods: shared.informers.pods.clone(),
+        jobs: shared.informers.jobs.clone(),
+        expectations: Expectations::default(),
+        recorder: Recorder::new(shared.client.clone(), "job-controller"),
+    });
+    let _ = c.pods.store();
+    {
+        let q = queue.clone();
+        c.jobs.on_change(move |ch| q.add(key_of(ch.object())));
+    }
+    {
+        let (q, c2) = (queue.clone(), c.clone());
+        c.pods.on_change(move |ch| {
+            let pod = ch.object();
+            let Some(r) = controller_ref(&pod.metadata).filter(|r| r.kind == "Job") else {
+                return;
+            };
+            let key = format!(
+                "{}/{}",
+                pod.metadata.namespace.clone().unwrap_or_default(),
+                r.name
+            );
+            if matches!(ch, Change::Added(_)) {
+                c2.expectations.creation_observed(&key);
+            }
+            q.add(key);
+        });
+    }
+    let workers = shared.config.workers;
+    Box::pin(run_workers("job", queue, workers, move |key| {
+        let c = c.clone();
+        async move { c.sync(&key).await }
+    }))
+}
+
+fn has_condition(status: &JobStatus, type_: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn job_condition(type_: &str, reason: &str, message: &str) -> JobCondition {
+    JobCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_probe_time: Some(now()),
+        last_transition_time: Some(now()),
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+impl Controller {
+    async fn sync(&self, key: &str) -> Result<Option<Duration>> {
+        let (ns, name) = split_key(key);
+        let Some(job) = self.jobs.get(ns, name) else {
+            self.expectations.delete(key);
+            return Ok(None);
+        };
+        let ns = ns.unwrap_or_default();
+        let old_status = job.status.clone().unwrap_or_default();
+        if has_condition(&old_status, "Complete") || has_condition(&old_status, "Failed") {
+            return Ok(None);
+        }
+        let spec = job.spec.clone().unwrap_or_default();
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let pods = self.pods.store().state_filter(|p| {
+            p.metadata.namespace.as_deref() == Some(ns)
+                && controller_ref(&p.metadata).is_some_and(|r| r.uid == uid)
+        });
+        let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
+        let succeeded = count(
+            pods.iter()
+                .filter(|p| phase(p).as_deref() == Some("Succeeded"))
+                .count(),
+        );
+        let failed = count(
+            pods.iter()
+                .filter(|p| phase(p).as_deref() == Some("Failed"))
+                .count(),
+        );
+        let active: Vec<&Arc<Pod>> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
+            .collect();
+        let suspended = spec.suspend.unwrap_or(false);
+        let mut status = old_status.clone();
+        if status.start_time.is_none() && !suspended {
+            status.start_time = Some(now());
+        }
+        let mut conds = status.conditions.clone().unwrap_or_default();
+        let backoff_limit = spec.backoff_limit.unwrap_or(6);
+        let parallelism = spec.parallelism.unwrap_or(1);
+        let mut requeue = None;
+
+        // Decide whether the job has reached a terminal target.
+        let already_failing = has_condition(&status, "FailureTarget");
+        let already_succeeding = has_condition(&status, "SuccessCriteriaMet");
+        if !already_failing && !already_succeeding {
+            let deadline = spec.active_deadline_seconds.zip(status.start_time.as_ref());
+            let deadline_hit = deadline
+                .is_some_and(|(s, t)| t.0 + SignedDuration::from_secs(s) <= Timestamp::now());
+            if failed > backoff_limit {
+                conds.push(job_condition(
+                    "FailureTarget",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                ));
+            } else if deadline_hit {
+                conds.push(job_condition(
+                    "FailureTarget",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                ));
+            } else if match spec.completions {
+                Some(c) => succeeded >= c,
+                None => succeeded > 0 && active.is_empty(),
+            } {
+                conds.push(job_condition(
+                    "SuccessCriteriaMet",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                ));
+            } else if let Some((s, t)) = deadline {
+                let due = t.0 + SignedDuration::from_secs(s);
+                let left =
+                    Duration::try_from(due.duration_since(Timestamp::now())).unwrap_or_default();
+                requeue = Some(left + Duration::from_millis(100));
+            }
+        }
+        let failing = conds
+            .iter()
+            .find(|c| c.type_ == "FailureTarget" && c.status == "True")
+            .cloned();
+        let succeeding = conds
+            .iter()
+            .any(|c| c.type_ == "SuccessCriteriaMet" && c.status == "True");
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let finishing = failing.is_some() || succeeding;
+        if finishing {
+            // Terminal target reached: stop the remaining pods, then finish.
+            for p in &active {
+                let n = p.metadata.name.clone().unwrap_or_default();
+                ignore_not_found(api.delete(&n, &DeleteParams::default()).await)?;
+            }
+            if active.is_empty() {
+                if let Some(f) = failing {
+                    conds.push(JobCondition {
+                        type_: "Failed".into(),
+                        ..f
+                    });
+                    self.recorder
+                        .warning(job.as_ref(), f_reason(&conds), "Job failed".into());
+                } else {
+                    conds.push(job_condition(
+                        "Complete",
+                        "CompletionsReached",
+                        "Reached expected number of succeeded pods",
+                    ));
+                    status.completion_time = Some(now());
+                    self.recorder
+                        .normal(job.as_ref(), "Completed", "Job completed".into());
+                }
+            }
+        } else if !suspended && self.expectations.satisfied(key) {
+            let want = match spec.completions {
+                Some(c) => parallelism.min(c - succeeded),
+                None if succeeded > 0 => 0,
+                None => parallelism,
+            }
+            .max(0);
+            let have = count(active.len());
+            if have < want {
+                let n = usize::try_from(want - have).unwrap_or(0);
+                self.expectations.expect_creations(key, n);
+                let pod = pod_for(&job)?;
+                let pp = PostParams::default();
+                let results = join_all((0..n).map(|_| api.create(&pp, &pod))).await;
+                let mut first_err = None;
+                for r in results {
+                    match r {
+                        Ok(p) => self.recorder.normal(
+                            job.as_ref(),
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
+                        ),
+                        Err(err) => {
+                            self.expectations.creation_observed(key);
+                            first_err.get_or_insert(err);
+                        }
+                    }
+                }
+                if let Some(err) = first_err {
+                    return Err(err.into());
+                }
+            } else if have > want {
+                for p in active
+                    .iter()
+                    .take(usize::try_from(have - want).unwrap_or(0))
+                {
+                    let n = p.metadata.name.clone().unwrap_or_default();
+                    ignore_not_found(api.delete(&n, &DeleteParams::default()).await)?;
+                }
+            }
+        }
+        status.active = Some(count(active.len())).filter(|n| *n > 0);
+        status.ready = Some(count(active.iter().filter(|p| pod_is_ready(p)).count()));
+        status.succeeded = Some(succeeded).filter(|n| *n > 0);
+        status.failed = Some(failed).filter(|n| *n > 0);
+        status.conditions = (!conds.is_empty()).then_some(conds);
+        if status != old_status {
+            let mut value =
+                serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
+            for f in ["active", "succeeded", "failed"] {
+                if value.get(f).is_none() {
+                    value[f] = serde_json::Value::Null;
+                }
+            }
+            let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
+            let patch = Patch::Merge(json!({"status": value}));
+            ignore_not_found(
+                jobs.patch_status(name, &PatchParams::default(), &patch)
+                    .await,
+            )?;
+        }
+        Ok(requeue)
+    }
+}
+
+fn f_reason(conds: &[JobCondition]) -> &str {
+    conds
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .and_then(|c| c.reason.as_deref())
+        .unwrap_or("Failed")
+}
+
+/// A pod for `job` from its template, with the job labels and owner reference.
+fn pod_for(job: &Job) -> Result<Pod> {
+    let spec = job
+        .spec
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("job has no spec".into()))?;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let tmeta = spec.template.metadata.clone().unwrap_or_default();
+    let mut labels = tmeta.labels.unwrap_or_default();
+    labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+    labels.insert("job-name".into(), name.clone());
+    labels.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
+    labels.insert("controller-uid".into(), uid);
+    Ok(Pod {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            namespace: job.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: tmeta.annotations,
+            owner_references: Some(vec![controller_owner_ref(job)]),
+            ..Default::default()
+        },
+        spec: spec.template.spec.clone(),
+        status: None,
+    })
+}
