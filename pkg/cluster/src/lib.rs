@@ -2,7 +2,7 @@
 //! readiness gates, writes a kubeconfig entry, prints what to type next, and stops cleanly.
 //!
 //! Order: the API server (embedded store or etcd) and its `/readyz` gate, then the components
-//! that talk to it over HTTP (scheduler, ...). Shutdown runs in reverse: clients first, then the
+//! that talk to it over HTTP (scheduler, controller-manager). Shutdown runs in reverse: clients first, then the
 //! API server, so no component sees the API vanish under it.
 
 pub mod kubeconfig;
@@ -43,6 +43,8 @@ pub enum Error {
     Client(String),
     #[error("scheduler: {0}")]
     Scheduler(#[from] kubelite_scheduler::Error),
+    #[error("controller-manager: {0}")]
+    Controllers(#[from] kubelite_controllers::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -146,6 +148,16 @@ pub async fn up(
         ))
     };
     progress("scheduler", "running");
+    let mut controllers = {
+        let stop = components.clone();
+        let config = kubelite_controllers::Config::default();
+        tokio::spawn(kubelite_controllers::run(
+            client.clone(),
+            config,
+            async move { stop.cancelled().await },
+        ))
+    };
+    progress("controller-manager", "running");
 
     kubeconfig::upsert(&config.kubeconfig, &config.context, &url)?;
     print_summary(&config, &url, &storage);
@@ -156,6 +168,9 @@ pub async fn up(
             components.cancel();
             if let Ok(Err(e)) = scheduler.await {
                 tracing::warn!(error = %e, "scheduler stopped with an error");
+            }
+            if let Ok(Err(e)) = controllers.await {
+                tracing::warn!(error = %e, "controller-manager stopped with an error");
             }
             let _ = stop_tx.send(());
             match server.await {
@@ -178,6 +193,15 @@ pub async fn up(
             match ended {
                 Ok(r) => r?,
                 Err(e) => tracing::warn!(error = %e, "scheduler task failed"),
+            }
+        }
+        ended = &mut controllers => {
+            components.cancel();
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            match ended {
+                Ok(r) => r?,
+                Err(e) => tracing::warn!(error = %e, "controller-manager task failed"),
             }
         }
     }
