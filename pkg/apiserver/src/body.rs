@@ -113,7 +113,8 @@ impl FieldValidation {
 }
 
 fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value> {
-    let typed: T = serde_json::from_value(v.clone())
+    // Deserialise from the borrowed value: no copy of the whole body.
+    let typed: T = T::deserialize(v)
         .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
     serde_json::to_value(&typed).map_err(|e| ApiError::internal(format!("re-encoding object: {e}")))
 }

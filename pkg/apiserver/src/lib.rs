@@ -52,6 +52,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use kubelite_storage::Storage;
 use tokio::net::TcpListener;
@@ -326,6 +327,12 @@ pub async fn serve_with_storage(
         signal_token.cancel();
     });
     let graceful = token.clone();
+    // axum leaves Nagle on: small watch events and replies would wait for delayed ACKs (40 ms).
+    let listener = listener.tap_io(|s| {
+        if let Err(e) = s.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { graceful.cancelled().await });
     let grace = config.shutdown_grace;

@@ -38,15 +38,24 @@ pub async fn bootstrap(reg: &Registry) -> Result<()> {
 /// Objects may be created in `ns` only when it exists and is not terminating.
 pub async fn ensure_active(reg: &Registry, ns: &str) -> Result<()> {
     let info = ns_info()?;
-    let kv = reg
-        .storage
-        .get(&info.key(None, ns))
-        .await
-        .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
-    let Some(kv) = kv else {
-        return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
+    let key = info.key(None, ns);
+    // The namespaces watch cache answers almost every create without a storage read; it may lag
+    // a namespace created a moment ago, so "missing" is confirmed from storage.
+    let cached = reg.caches.get(&info.prefix()).and_then(|c| c.get(&key));
+    let obj = match cached {
+        Some(obj) => obj,
+        None => {
+            let kv = reg
+                .storage
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
+            let Some(kv) = kv else {
+                return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
+            };
+            registry::decode_kv(&kv)?
+        }
     };
-    let obj = registry::decode_kv(&kv)?;
     let terminating = obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         || obj.pointer("/metadata/deletionTimestamp").is_some();
     if terminating {

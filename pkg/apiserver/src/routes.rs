@@ -83,6 +83,16 @@ fn json_response(reply: Reply) -> Response {
     resp
 }
 
+/// A 200 `application/json` answer from already encoded bytes.
+fn bytes_response(body: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// Render a GET answer (object or list) as JSON or a Table.
 fn render(
     ctx: &Ctx,
@@ -167,11 +177,15 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
                 return registry::watch::watch(reg.clone(), ctx, &params, output).await;
             }
             let page = registry::list::list(reg, &ctx, &params).await?;
+            if let Output::Json = output {
+                // Large lists: serialise straight from the (possibly cached) items.
+                return Ok(bytes_response(page.to_json(&ctx)));
+            }
             render(&ctx, Reply::ok(page.to_list(&ctx)), output, &params, true)
         }
         (Addr::Collection, &Method::POST) => {
             require_namespace(&ctx, &parsed)?;
-            let (obj, dups) = decode_checked(&headers, body).await?;
+            let (obj, dups) = decode_checked(&headers, &params, body).await?;
             Ok(json_response(
                 registry::create::create_checked(reg, &ctx, &params, obj, dups).await?,
             ))
@@ -197,7 +211,7 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
             )
         }
         (Addr::Object(name), &Method::PUT) => {
-            let (obj, dups) = decode_checked(&headers, body).await?;
+            let (obj, dups) = decode_checked(&headers, &params, body).await?;
             Ok(json_response(
                 registry::update::update_checked(reg, &ctx, name, Part::Main, &params, obj, dups)
                     .await?,
@@ -240,8 +254,16 @@ fn require_namespace(ctx: &Ctx, parsed: &Parsed) -> Result<()> {
     Ok(())
 }
 
-async fn decode_checked(headers: &HeaderMap, body: Body) -> Result<(Value, Vec<String>)> {
+async fn decode_checked(
+    headers: &HeaderMap,
+    params: &Params,
+    body: Body,
+) -> Result<(Value, Vec<String>)> {
     let bytes = body::read(body).await?;
+    // fieldValidation=Ignore drops duplicate reports anyway: skip the extra pass over the body.
+    if params.get("fieldValidation") == Some("Ignore") {
+        return Ok((body::decode(headers, &bytes)?, Vec::new()));
+    }
     body::decode_checked(headers, &bytes)
 }
 
@@ -286,7 +308,7 @@ async fn subresource(
             false,
         ),
         ("status" | "finalize", &Method::PUT) => {
-            let (obj, dups) = decode_checked(headers, body).await?;
+            let (obj, dups) = decode_checked(headers, params, body).await?;
             let part = Part::from_sub(Some(sub))?;
             Ok(json_response(
                 registry::update::update_checked(reg, ctx, name, part, params, obj, dups).await?,

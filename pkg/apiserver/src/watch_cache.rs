@@ -7,15 +7,17 @@
 //! served from the ring and then the broadcast channel; older requests fall back to storage.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use kubelite_storage::{EventKind, Storage};
 use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::list::stamp_rv;
 use crate::registry::set_rv;
 
 const CHANNEL_CAPACITY: usize = 4096;
@@ -44,32 +46,112 @@ impl EventType {
 pub struct CacheEvent {
     pub kind: EventType,
     pub key: String,
-    /// The object after the change (for deletes: the last state, with the delete's revision).
-    pub obj: Arc<Value>,
-    /// The object before the change, for selector transitions.
-    pub prev: Option<Arc<Value>>,
     pub revision: i64,
+    /// The object after the change (for deletes: the last state, with the delete's revision)
+    /// as JSON with its resourceVersion: the cache keeps it, and every watch line embeds it.
+    json: Bytes,
+    /// `json` parsed, on first need (selectors, conversions, Tables): watchers without
+    /// selectors never pay for it.
+    obj: OnceLock<Option<Arc<Value>>>,
+    /// The object before the change, for selector transitions; parsed on first need.
+    prev_json: Option<Bytes>,
+    prev: OnceLock<Option<Arc<Value>>>,
+    /// The JSON watch line of `obj`, per event type (selectors can turn a MODIFIED into an
+    /// ADDED or DELETED), built by the first watcher that needs it and shared by the rest:
+    /// a thousand watchers cost one serialisation (upstream's cachingObject).
+    lines: [OnceLock<Bytes>; 3],
+}
+
+impl CacheEvent {
+    /// `{"type":<kind>,"object":<obj>}\n`, encoded once per event and type.
+    pub fn json_line(&self, kind: EventType) -> Bytes {
+        let slot = match kind {
+            EventType::Added => 0,
+            EventType::Modified => 1,
+            EventType::Deleted => 2,
+        };
+        self.lines[slot]
+            .get_or_init(|| raw_line(kind.as_str(), &self.object_json()))
+            .clone()
+    }
+
+    /// The object encoded as JSON (resourceVersion included).
+    pub fn object_json(&self) -> Bytes {
+        self.json.clone()
+    }
+
+    /// The object after the change; `None` if it does not parse.
+    pub fn obj(&self) -> Option<Arc<Value>> {
+        self.obj
+            .get_or_init(|| parse(&self.json).map(Arc::new))
+            .clone()
+    }
+
+    /// The object before the change, when storage reported it.
+    pub fn prev(&self) -> Option<Arc<Value>> {
+        self.prev
+            .get_or_init(|| self.prev_json.as_deref().and_then(parse).map(Arc::new))
+            .clone()
+    }
+}
+
+/// Compact JSON of a value, without spare capacity (the cache holds it for long).
+pub fn to_json(v: &Value) -> Bytes {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.shrink_to_fit();
+    Bytes::from(out)
+}
+
+/// Parse a cached object (the cache only holds JSON it encoded itself).
+pub fn parse(json: &[u8]) -> Option<Value> {
+    serde_json::from_slice(json).ok()
+}
+
+/// A watch line around an already encoded object.
+pub fn raw_line(kind: &str, object_json: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object_json.len() + kind.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object_json);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+/// One watch event on the wire, serialised from references (no copy of the object).
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
+}
+
+/// Encode one JSON watch line (`{"type":..,"object":..}` and a newline).
+pub fn encode_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&Line { kind, object }).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 /// Decode a storage event; `None` for undecodable values (logged).
 pub fn decode_event(ev: &kubelite_storage::Event) -> Option<CacheEvent> {
-    let parse = |bytes: &[u8], rev: i64| -> Option<Value> {
+    // Splice the resourceVersion into the stored JSON; only odd bytes are parsed to do it.
+    let stamp = |bytes: &[u8], rev: i64| -> Option<Bytes> {
+        if let Some(json) = stamp_rv(bytes, rev) {
+            return Some(Bytes::from(json));
+        }
         let mut v: Value = serde_json::from_slice(bytes).ok()?;
         set_rv(&mut v, rev);
-        Some(v)
+        Some(to_json(&v))
     };
-    let obj = match parse(&ev.kv.value, ev.kv.mod_revision) {
-        Some(o) => o,
-        None => {
-            tracing::warn!(key = %ev.kv.key, "undecodable object in watch");
-            return None;
-        }
+    let Some(json) = stamp(&ev.kv.value, ev.kv.mod_revision) else {
+        tracing::warn!(key = %ev.kv.key, "undecodable object in watch");
+        return None;
     };
-    let prev = ev
+    let prev_json = ev
         .prev
         .as_ref()
-        .and_then(|p| parse(&p.value, p.mod_revision))
-        .map(Arc::new);
+        .and_then(|p| stamp(&p.value, p.mod_revision));
     Some(CacheEvent {
         kind: match ev.kind {
             EventKind::Create => EventType::Added,
@@ -77,15 +159,20 @@ pub fn decode_event(ev: &kubelite_storage::Event) -> Option<CacheEvent> {
             EventKind::Delete => EventType::Deleted,
         },
         key: ev.kv.key.clone(),
-        obj: Arc::new(obj),
-        prev,
         revision: ev.kv.mod_revision,
+        json,
+        obj: OnceLock::new(),
+        prev_json,
+        prev: OnceLock::new(),
+        lines: Default::default(),
     })
 }
 
 struct Inner {
     capacity: usize,
-    objects: BTreeMap<String, Arc<Value>>,
+    /// Current objects as JSON (resourceVersion stamped): a fraction of a parsed `Value`'s
+    /// memory, and lists and watches without selectors splice them in unparsed.
+    objects: BTreeMap<String, Bytes>,
     ring: VecDeque<Arc<CacheEvent>>,
     ring_start: i64,
     rev: i64,
@@ -102,7 +189,7 @@ pub struct WatchCache {
 pub enum Start {
     /// Current objects (for synthetic ADDED events) as of `revision`, then live events.
     Snapshot {
-        objects: Vec<Arc<Value>>,
+        objects: Vec<Bytes>,
         revision: i64,
         rx: broadcast::Receiver<Arc<CacheEvent>>,
     },
@@ -147,7 +234,7 @@ impl WatchCache {
         for kv in &list.items {
             if let Ok(mut v) = serde_json::from_slice::<Value>(&kv.value) {
                 set_rv(&mut v, kv.mod_revision);
-                objects.insert(kv.key.clone(), Arc::new(v));
+                objects.insert(kv.key.clone(), to_json(&v));
             }
         }
         let Ok(mut inner) = self.inner.write() else {
@@ -215,7 +302,7 @@ impl WatchCache {
                 inner.objects.remove(&ev.key);
             }
             _ => {
-                inner.objects.insert(ev.key.clone(), ev.obj.clone());
+                inner.objects.insert(ev.key.clone(), ev.object_json());
             }
         }
         inner.rev = ev.revision;
@@ -234,8 +321,14 @@ impl WatchCache {
         self.inner.read().map(|i| i.rev).unwrap_or(0)
     }
 
-    /// Current objects under `prefix` and the cache revision.
-    pub fn snapshot(&self, prefix: &str) -> (Vec<Arc<Value>>, i64) {
+    /// The cached object at `key`, if the cache holds it.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let json = self.inner.read().ok()?.objects.get(key).cloned()?;
+        parse(&json)
+    }
+
+    /// Current objects (JSON) under `prefix` and the cache revision.
+    pub fn snapshot(&self, prefix: &str) -> (Vec<Bytes>, i64) {
         let Ok(inner) = self.inner.read() else {
             return (Vec::new(), 0);
         };
@@ -281,5 +374,40 @@ impl WatchCache {
             events,
             rx: inner.tx.subscribe(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shared_lines_match_per_watcher_encoding() {
+        let obj = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a", "resourceVersion": "7"}});
+        let stored = br#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"}}"#;
+        let ev = decode_event(&kubelite_storage::Event {
+            kind: EventKind::Update,
+            kv: kubelite_storage::KeyValue {
+                key: "/registry/pods/default/a".into(),
+                value: Bytes::from_static(stored),
+                create_revision: 3,
+                mod_revision: 7,
+            },
+            prev: None,
+        })
+        .expect("decodes");
+        assert_eq!(ev.obj().as_deref(), Some(&obj));
+        assert!(ev.prev().is_none());
+        for kind in [EventType::Added, EventType::Modified, EventType::Deleted] {
+            let line = ev.json_line(kind);
+            assert_eq!(line, encode_line(kind.as_str(), &obj));
+            let back: Value = serde_json::from_slice(&line).expect("line is json");
+            assert_eq!(back, json!({"type": kind.as_str(), "object": obj}));
+            // Later watchers get the very same buffer.
+            assert_eq!(ev.json_line(kind).as_ptr(), line.as_ptr());
+        }
+        assert_eq!(parse(&ev.object_json()), Some(obj.clone()));
+        assert_eq!(ev.kind, EventType::Modified);
     }
 }

@@ -144,7 +144,14 @@ pub async fn create_checked(
         reg.metrics.observe_storage("create", started.elapsed());
         match res {
             Ok(kv) => {
-                let body = ctx.decode(&kv)?;
+                // The stored bytes are `obj` (stamped without resourceVersion/selfLink):
+                // answer from it instead of decoding them again.
+                let body = if ctx.converts() {
+                    ctx.decode(&kv)?
+                } else {
+                    super::set_rv(&mut obj, kv.mod_revision);
+                    obj
+                };
                 tracing::debug!(resource = %info.group_resource(), %name, "created");
                 return Ok(Reply {
                     code: 201,

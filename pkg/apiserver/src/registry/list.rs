@@ -2,17 +2,24 @@
 //! `resourceVersion=0` is served from the watch cache; everything else is a consistent read
 //! from storage.
 
+use std::sync::Arc;
+
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{Ctx, Params, Registry};
 use crate::error::{ApiError, Result};
 use crate::model::Selectors;
+use crate::watch_cache::parse;
 
-/// One page of a list.
+/// One page of a list. Items are shared with the watch cache when served from it.
 #[derive(Debug, Default)]
 pub struct Page {
-    pub items: Vec<Value>,
+    pub items: Vec<Arc<Value>>,
+    /// Items still in their cached JSON form (lists without selectors from the watch cache),
+    /// after `items`.
+    pub raw: Vec<Bytes>,
     pub revision: i64,
     pub continue_token: Option<String>,
     pub remaining: Option<u64>,
@@ -21,6 +28,58 @@ pub struct Page {
 impl Page {
     /// The `<Kind>List` object.
     pub fn to_list(&self, ctx: &Ctx) -> Value {
+        let mut items: Vec<Value> = self.items.iter().map(|v| (**v).clone()).collect();
+        items.extend(self.raw.iter().filter_map(|j| parse(j)));
+        json!({
+            "kind": ctx.info.list_kind(),
+            "apiVersion": ctx.info.api_version(),
+            "metadata": self.list_meta(),
+            "items": items,
+        })
+    }
+
+    /// The `<Kind>List` as JSON bytes, written straight from the items: parsed ones are
+    /// serialised by reference, cached JSON is copied in as is.
+    pub fn to_json(&self, ctx: &Ctx) -> Vec<u8> {
+        let raw_len: usize = self.raw.iter().map(|j| j.len() + 1).sum();
+        let mut out = Vec::with_capacity(raw_len + self.items.len() * 1024 + 256);
+        let head = json!({
+            "kind": ctx.info.list_kind(),
+            "apiVersion": ctx.info.api_version(),
+            "metadata": self.list_meta(),
+        });
+        // `head` serialises as `{...}`: reopen it to append the items.
+        let _ = serde_json::to_writer(&mut out, &head);
+        out.pop();
+        out.extend_from_slice(b",\"items\":[");
+        let mut first = true;
+        for item in &self.items {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, &**item);
+        }
+        for json in &self.raw {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(json);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+
+    /// How many items the page holds.
+    pub fn len(&self) -> usize {
+        self.items.len() + self.raw.len()
+    }
+
+    /// Whether the page holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn list_meta(&self) -> Value {
         let mut meta = json!({"resourceVersion": self.revision.to_string()});
         if let Some(c) = &self.continue_token {
             meta["continue"] = json!(c);
@@ -28,13 +87,85 @@ impl Page {
         if let Some(r) = self.remaining {
             meta["remainingItemCount"] = json!(r);
         }
-        json!({
-            "kind": ctx.info.list_kind(),
-            "apiVersion": ctx.info.api_version(),
-            "metadata": meta,
-            "items": self.items,
-        })
+        meta
     }
+}
+
+/// A stored object's JSON with `metadata.resourceVersion` = `rev` added at the end of its
+/// metadata, without parsing it. `None` when the bytes are not the plain form storage holds
+/// (top-level `metadata` object, no resourceVersion yet): the caller decodes them instead.
+pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
+    const KEY: &[u8] = b"\"metadata\"";
+    if stored.windows(17).any(|w| w == b"\"resourceVersion\"") {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    // Depth and position just inside the top-level metadata object, once found.
+    let mut meta_open: Option<usize> = None;
+    let mut i = 0;
+    while i < stored.len() {
+        let b = stored[i];
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                // A top-level `"metadata"` followed by `:` is the key (a value string cannot be
+                // followed by a colon).
+                if depth == 1 && meta_open.is_none() && stored[i..].starts_with(KEY) {
+                    let mut j = i + KEY.len();
+                    while stored.get(j).is_some_and(u8::is_ascii_whitespace) {
+                        j += 1;
+                    }
+                    if stored.get(j) == Some(&b':') {
+                        j += 1;
+                        while stored.get(j).is_some_and(u8::is_ascii_whitespace) {
+                            j += 1;
+                        }
+                        if stored.get(j) != Some(&b'{') {
+                            return None;
+                        }
+                        meta_open = Some(j + 1);
+                        depth += 1;
+                        i = j + 1;
+                        continue;
+                    }
+                }
+                in_str = true;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 1 {
+                    if let Some(open) = meta_open {
+                        let empty = stored[open..i].iter().all(u8::is_ascii_whitespace);
+                        let field = format!(
+                            "{}\"resourceVersion\":\"{rev}\"",
+                            if empty { "" } else { "," }
+                        );
+                        let mut out = Vec::with_capacity(stored.len() + field.len());
+                        out.extend_from_slice(&stored[..i]);
+                        out.extend_from_slice(field.as_bytes());
+                        out.extend_from_slice(&stored[i..]);
+                        return Some(out);
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Encode a continue token as upstream does: base64 of `{"v","rv","start"}`, where `start` is
@@ -109,10 +240,19 @@ pub async fn list(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
     if rv == Some("0") && cont.is_none() {
         if let Some(cache) = reg.caches.get(&ctx.cache_prefix()) {
             let (objs, revision) = cache.snapshot(&prefix);
+            if selectors.is_empty() && !ctx.converts() {
+                return Ok(Page {
+                    raw: objs,
+                    revision,
+                    ..Default::default()
+                });
+            }
             let items = objs
-                .into_iter()
-                .map(|o| ctx.present((*o).clone()))
+                .iter()
+                .filter_map(|j| parse(j))
+                .map(|o| ctx.present(o))
                 .filter(|o| selectors.matches(o, strategy))
+                .map(Arc::new)
                 .collect();
             return Ok(Page {
                 items,
@@ -141,7 +281,7 @@ pub async fn list(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
     loop {
         let opts = kubelite_storage::ListOptions {
             revision,
-            limit: (limit > 0).then_some(limit.saturating_sub(page.items.len()).max(1)),
+            limit: (limit > 0).then_some(limit.saturating_sub(page.len()).max(1)),
             continue_after: after.clone(),
         };
         let started = std::time::Instant::now();
@@ -156,14 +296,26 @@ pub async fn list(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
         })?;
         revision = Some(res.revision);
         page.revision = res.revision;
+        let raw = selectors.is_empty() && !ctx.converts();
         for kv in &res.items {
+            if raw {
+                // No selector to evaluate: copy the stored JSON with its resourceVersion
+                // spliced in rather than parse and re-serialise every object.
+                let json = match stamp_rv(&kv.value, kv.mod_revision) {
+                    Some(json) => json,
+                    None => serde_json::to_vec(&ctx.decode(kv)?)
+                        .map_err(|e| ApiError::internal(format!("encoding object: {e}")))?,
+                };
+                page.raw.push(Bytes::from(json));
+                continue;
+            }
             let obj = ctx.decode(kv)?;
             if selectors.matches(&obj, strategy) {
-                page.items.push(obj);
+                page.items.push(Arc::new(obj));
             }
         }
         match res.continue_key {
-            Some(k) if limit > 0 && page.items.len() < limit => after = Some(k),
+            Some(k) if limit > 0 && page.len() < limit => after = Some(k),
             Some(k) => {
                 let relative = k.strip_prefix(&prefix).unwrap_or(&k).to_string();
                 page.continue_token = Some(encode_continue(res.revision, &relative));
@@ -181,6 +333,54 @@ pub async fn list(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamp_rv_matches_decoding() {
+        let cases = [
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a", "labels": {"metadata": "x"}}, "spec": {"s": "q\"}{"}}),
+            json!({"kind": "Pod", "apiVersion": "v1", "spec": {"metadata": {"n": 1}}, "metadata": {}}),
+            json!({"data": ["\\", "metadata"], "metadata": {"annotations": {"a": "\"metadata\":{"}}}),
+        ];
+        for c in cases {
+            let stored = serde_json::to_vec(&c).expect("encode");
+            let stamped = stamp_rv(&stored, 42).expect("stamped");
+            let got: Value = serde_json::from_slice(&stamped).expect("valid json");
+            let mut want = c.clone();
+            crate::registry::set_rv(&mut want, 42);
+            assert_eq!(got, want);
+        }
+        // Not the plain stored form: the caller decodes.
+        assert_eq!(stamp_rv(br#"{"kind":"Pod"}"#, 1), None);
+        assert_eq!(stamp_rv(br#"{"metadata":"x"}"#, 1), None);
+        assert_eq!(
+            stamp_rv(br#"{"metadata":{"resourceVersion":"3"}}"#, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn json_list_splices_cached_items() {
+        let info = kubelite_api::resource::find_builtin("", "v1", "pods").expect("pods");
+        let ctx = Ctx::new(info, Some("default".into()));
+        let a = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a"}});
+        let b = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "b"}});
+        let page = Page {
+            items: vec![Arc::new(a.clone())],
+            raw: vec![Bytes::from(serde_json::to_vec(&b).expect("encode"))],
+            revision: 9,
+            continue_token: Some("tok".into()),
+            remaining: None,
+        };
+        let body: Value = serde_json::from_slice(&page.to_json(&ctx)).expect("valid json");
+        assert_eq!(body, page.to_list(&ctx));
+        assert_eq!(body["kind"], "PodList");
+        assert_eq!(body["metadata"]["resourceVersion"], "9");
+        assert_eq!(body["metadata"]["continue"], "tok");
+        assert_eq!(body["items"], json!([a, b]));
+        let empty: Value =
+            serde_json::from_slice(&Page::default().to_json(&ctx)).expect("valid json");
+        assert_eq!(empty["items"], json!([]));
+    }
 
     #[test]
     fn continue_roundtrip() {

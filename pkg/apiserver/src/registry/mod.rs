@@ -106,6 +106,11 @@ impl Ctx {
         }
     }
 
+    /// Whether this resource shows stored objects converted (events.k8s.io over core events).
+    pub fn converts(&self) -> bool {
+        events::is_events_api(self.info)
+    }
+
     /// Decode a stored object and show it as this resource.
     pub fn decode(&self, kv: &KeyValue) -> Result<Value> {
         Ok(self.present(decode_kv(kv)?))
@@ -179,12 +184,22 @@ pub fn decode_kv(kv: &KeyValue) -> Result<Value> {
 
 /// Serialize for storage; the resourceVersion is never stored (it is the mod revision).
 pub fn encode(obj: &Value) -> Result<Bytes> {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
-    }
-    serde_json::to_vec(&obj)
+    let strip = obj
+        .get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key("resourceVersion") || m.contains_key("selfLink"));
+    // Copy only when something must be stripped: creates have already dropped both fields.
+    let encoded = if strip {
+        let mut obj = obj.clone();
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("selfLink");
+        }
+        serde_json::to_vec(&obj)
+    } else {
+        serde_json::to_vec(obj)
+    };
+    encoded
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("encoding object: {e}")))
 }

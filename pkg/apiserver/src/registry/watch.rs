@@ -18,7 +18,9 @@ use crate::body::Output;
 use crate::error::{ApiError, Result};
 use crate::model::Selectors;
 use crate::table::{self, Include};
-use crate::watch_cache::{decode_event, CacheEvent, EventType, Start};
+use crate::watch_cache::{
+    decode_event, encode_line, parse, raw_line, CacheEvent, EventType, Start,
+};
 
 /// Where events come from after the initial ones.
 enum Source {
@@ -54,7 +56,7 @@ struct Encoder {
 
 impl Encoder {
     fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
-        let object = match (self.output, kind) {
+        match (self.output, kind) {
             (Output::Table(version), "ADDED" | "MODIFIED" | "DELETED") => {
                 let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
                 let t = table::table(
@@ -66,14 +68,30 @@ impl Encoder {
                     self.first,
                 );
                 self.first = false;
-                t
+                encode_line(kind, &t)
             }
-            _ => obj.clone(),
-        };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+            _ => encode_line(kind, obj),
+        }
+    }
+
+    /// The line for a cache event as this watcher sees it, if it sees it at all. Plain JSON
+    /// watchers without selectors take the shared line without the object ever being parsed.
+    fn render(&mut self, ev: &CacheEvent, sel: &Selectors) -> Option<Bytes> {
+        if sel.is_empty() && self.output == Output::Json && !self.ctx.converts() {
+            return Some(ev.json_line(ev.kind));
+        }
+        let (kind, obj, shared) = filter(ev, sel, &self.ctx)?;
+        Some(self.event_line(ev, kind, &obj, shared))
+    }
+
+    /// The line for a cache event: JSON watchers share the event's encoding when they see the
+    /// object as stored; conversions and Tables are rendered per watcher.
+    fn event_line(&mut self, ev: &CacheEvent, kind: EventType, obj: &Value, shared: bool) -> Bytes {
+        if shared && matches!(self.output, Output::Json) {
+            ev.json_line(kind)
+        } else {
+            self.line(kind.as_str(), obj)
+        }
     }
 
     fn bookmark(&mut self, rev: i64, initial_end: bool) -> Bytes {
@@ -86,32 +104,35 @@ impl Encoder {
     }
 }
 
-/// How an event looks to a watcher with selectors (upstream cacher semantics).
-fn filter(ev: &CacheEvent, sel: &Selectors, ctx: &Ctx) -> Option<(EventType, Arc<Value>)> {
+/// How an event looks to a watcher with selectors (upstream cacher semantics). The flag is
+/// true when the object is the event's own (unconverted), so its shared encoding applies.
+fn filter(ev: &CacheEvent, sel: &Selectors, ctx: &Ctx) -> Option<(EventType, Arc<Value>, bool)> {
     // Objects are cached in their stored form; a resource sharing another's storage
     // (events.k8s.io) sees them converted, before selectors apply.
-    let (obj, prev) = if ctx.stored().prefix() == ctx.info.prefix() {
-        (ev.obj.clone(), ev.prev.clone())
+    let shared = !ctx.converts();
+    let (obj, prev) = if shared {
+        (ev.obj()?, ev.prev())
     } else {
-        let show = |o: &Arc<Value>| Arc::new(ctx.present((**o).clone()));
-        (show(&ev.obj), ev.prev.as_ref().map(show))
+        let show = |o: Arc<Value>| Arc::new(ctx.present((*o).clone()));
+        (show(ev.obj()?), ev.prev().map(show))
     };
+    if sel.is_empty() {
+        return Some((ev.kind, obj, shared));
+    }
     let s = ctx.strategy.as_ref();
     let cur = sel.matches(&obj, s);
-    if sel.is_empty() {
-        return Some((ev.kind, obj));
-    }
     let prev = prev.as_ref().is_some_and(|p| sel.matches(p, s));
-    match ev.kind {
-        EventType::Added => cur.then_some((EventType::Added, obj)),
-        EventType::Deleted => (prev || cur).then_some((EventType::Deleted, obj)),
+    let kind = match ev.kind {
+        EventType::Added => cur.then_some(EventType::Added),
+        EventType::Deleted => (prev || cur).then_some(EventType::Deleted),
         EventType::Modified => match (prev, cur) {
-            (true, true) => Some((EventType::Modified, obj)),
-            (false, true) => Some((EventType::Added, obj)),
-            (true, false) => Some((EventType::Deleted, obj)),
+            (true, true) => Some(EventType::Modified),
+            (false, true) => Some(EventType::Added),
+            (true, false) => Some(EventType::Deleted),
             (false, false) => None,
         },
-    }
+    }?;
+    Some((kind, obj, shared))
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
@@ -192,12 +213,17 @@ pub async fn watch(
         };
         after = revision;
         if initial_wanted {
-            for o in objects
-                .iter()
-                .map(|o| ctx.present((**o).clone()))
-                .filter(|o| selectors.matches(o, ctx.strategy.as_ref()))
-            {
-                initial.push(enc.line("ADDED", &o));
+            let raw = selectors.is_empty() && !ctx.converts() && enc.output == Output::Json;
+            for json in &objects {
+                if raw {
+                    initial.push(raw_line("ADDED", json));
+                    continue;
+                }
+                let Some(o) = parse(json) else { continue };
+                let o = ctx.present(o);
+                if selectors.matches(&o, ctx.strategy.as_ref()) {
+                    initial.push(enc.line("ADDED", &o));
+                }
             }
         }
         if send_initial == Some(true) {
@@ -211,8 +237,8 @@ pub async fn watch(
         match cache.as_ref().and_then(|c| c.watch_after(after)) {
             Some(Start::Backlog { events, rx }) => {
                 for ev in events.iter().filter(|e| e.key.starts_with(&prefix)) {
-                    if let Some((kind, obj)) = filter(ev, &selectors, &ctx) {
-                        initial.push(enc.line(kind.as_str(), &obj));
+                    if let Some(line) = enc.render(ev, &selectors) {
+                        initial.push(line);
                     }
                     after = after.max(ev.revision);
                 }
@@ -237,7 +263,6 @@ pub async fn watch(
     tokio::spawn(async move {
         run(
             reg.clone(),
-            ctx,
             cache,
             source,
             enc,
@@ -259,7 +284,6 @@ pub async fn watch(
 #[allow(clippy::too_many_arguments)]
 async fn run(
     reg: Arc<Registry>,
-    ctx: Ctx,
     cache: Option<Arc<crate::watch_cache::WatchCache>>,
     mut source: Source,
     mut enc: Encoder,
@@ -310,8 +334,8 @@ async fn run(
                     continue;
                 }
                 after = ev.revision;
-                if let Some((kind, obj)) = filter(&ev, &selectors, &ctx) {
-                    if tx.send(enc.line(kind.as_str(), &obj)).await.is_err() {
+                if let Some(line) = enc.render(&ev, &selectors) {
+                    if tx.send(line).await.is_err() {
                         return;
                     }
                 }
