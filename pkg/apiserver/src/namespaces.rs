@@ -35,8 +35,9 @@ pub async fn bootstrap(reg: &Registry) -> Result<()> {
     Ok(())
 }
 
-/// Objects may be created in `ns` only when it exists and is not terminating.
-pub async fn ensure_active(reg: &Registry, ns: &str) -> Result<()> {
+/// Objects may be created in `ns` only when it exists and is not terminating. `object` is what
+/// is being created: upstream's Forbidden error names it (`configmaps "x" is forbidden: ...`).
+pub async fn ensure_active(reg: &Registry, ns: &str, object: crate::error::Target) -> Result<()> {
     let info = ns_info()?;
     let key = info.key(None, ns);
     // The namespaces watch cache answers almost every create without a storage read; it may lag
@@ -59,10 +60,11 @@ pub async fn ensure_active(reg: &Registry, ns: &str) -> Result<()> {
     let terminating = obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         || obj.pointer("/metadata/deletionTimestamp").is_some();
     if terminating {
+        let prefix = format!("{} {:?} is forbidden: ", object.group_resource, object.name);
         let mut e = ApiError::forbidden(format!(
-            "unable to create new content in namespace {ns} because it is being terminated"
+            "{prefix}unable to create new content in namespace {ns} because it is being terminated"
         ));
-        e.target = Some(crate::error::Target::new(info, ns));
+        e.target = Some(object);
         e.causes = vec![kubelite_api::strategy::FieldCause {
             reason: "NamespaceTerminating",
             field: "metadata.namespace".into(),

@@ -98,9 +98,11 @@ pub async fn create_checked(
     let unknown = prune_unknown(info, &mut obj)?;
     let warnings = check_unknown_in_body(info, mode, FieldProblems { unknown, duplicate })?;
     if let Some(ns) = &ctx.namespace {
-        crate::namespaces::ensure_active(reg, ns).await?;
+        let target = crate::error::Target::new(info, super::name_of(&obj));
+        crate::namespaces::ensure_active(reg, ns, target).await?;
     }
     stamp_metadata(ctx, &mut obj)?;
+    super::drop_empty_metadata(&mut obj);
     reset_status(ctx, &mut obj);
     ctx.strategy.default(&mut obj);
 

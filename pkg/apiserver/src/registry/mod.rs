@@ -348,6 +348,33 @@ pub fn ensure_valid(
     Err(ApiError::invalid(ctx.info, name_of(obj), causes))
 }
 
+/// Remove empty `labels`, `annotations`, `finalizers`, `ownerReferences` and `managedFields`
+/// from `metadata`: upstream's types omit empty maps and lists, so `{}` and an absent field are
+/// the same object (a label removal that empties the map leaves no `labels: {}`, and a patch
+/// that only adds `annotations: {}` is a no-op).
+pub fn drop_empty_metadata(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
+        let empty = match meta.get(field) {
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

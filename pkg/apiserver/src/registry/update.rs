@@ -125,6 +125,7 @@ pub async fn write(
     let name = super::name_of(old).to_string();
     let mut new = merge_parts(ctx, part, old, incoming);
     keep_server_metadata(ctx, old, &mut new);
+    super::drop_empty_metadata(&mut new);
     crate::services::keep_allocations(ctx, old, &mut new);
     ctx.strategy.default(&mut new);
     let mut causes = crate::model::validate_meta_update(info, &new, old);

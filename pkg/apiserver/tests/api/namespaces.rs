@@ -65,7 +65,8 @@ pub async fn namespace_lifecycle_flow(api: &Api) {
     if code == 403 {
         assert_eq!(
             st["message"],
-            "unable to create new content in namespace team because it is being terminated"
+            "configmaps \"b\" is forbidden: \
+             unable to create new content in namespace team because it is being terminated"
         );
         assert_eq!(st["reason"], "Forbidden");
     }
