@@ -43,6 +43,12 @@ struct UpArgs {
     /// Wipe the data dir before starting.
     #[arg(long)]
     reset: bool,
+    /// Name of this host's Node (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Where the kubelet API listens.
+    #[arg(long, default_value = "127.0.0.1:10250")]
+    kubelet_listen: SocketAddr,
 }
 
 #[tokio::main]
@@ -67,6 +73,11 @@ async fn main() -> anyhow::Result<()> {
                 context: "kubelite".into(),
                 listen: args.listen,
                 reset: args.reset,
+                node_name: match args.node_name {
+                    Some(n) => n,
+                    None => hostname()?,
+                },
+                kubelet_listen: args.kubelet_listen,
             };
             kubelite_cluster::up(config, kubelite_apiserver::shutdown_signal()).await?;
         }
@@ -88,4 +99,11 @@ fn default_kubeconfig() -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var_os("HOME").context("HOME is not set; pass --kubeconfig")?;
     Ok(PathBuf::from(home).join(".kube/config"))
+}
+
+/// This host's name, lower-cased as Node names must be.
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the hostname; pass --node-name")?;
+    Ok(name.trim().to_ascii_lowercase())
 }

@@ -2,7 +2,7 @@
 //! readiness gates, writes a kubeconfig entry, prints what to type next, and stops cleanly.
 //!
 //! Order: the API server (embedded store or etcd) and its `/readyz` gate, then the components
-//! that talk to it over HTTP (scheduler, controller-manager). Shutdown runs in reverse: clients first, then the
+//! that talk to it over HTTP (scheduler, controller-manager, kubelet). Shutdown runs in reverse: clients first, then the
 //! API server, so no component sees the API vanish under it.
 
 pub mod kubeconfig;
@@ -45,6 +45,8 @@ pub enum Error {
     Scheduler(#[from] kubelite_scheduler::Error),
     #[error("controller-manager: {0}")]
     Controllers(#[from] kubelite_controllers::Error),
+    #[error("kubelet: {0}")]
+    Kubelet(#[from] kubelite_kubelet::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -64,6 +66,10 @@ pub struct UpConfig {
     pub listen: SocketAddr,
     /// Wipe the data dir before starting.
     pub reset: bool,
+    /// Name of this host's Node.
+    pub node_name: String,
+    /// Where the kubelet API listens (the API server proxies logs/exec here).
+    pub kubelet_listen: SocketAddr,
 }
 
 /// How long the cluster may take to report ready before `up` gives up.
@@ -158,6 +164,22 @@ pub async fn up(
         ))
     };
     progress("controller-manager", "running");
+    let mut kubelet = {
+        let stop = components.clone();
+        let mut kc = kubelite_kubelet::Config::new(config.node_name.clone());
+        kc.listen = config.kubelet_listen;
+        kc.node_ip = config.kubelet_listen.ip().to_string();
+        tokio::spawn(kubelite_kubelet::run(client.clone(), kc, async move {
+            stop.cancelled().await
+        }))
+    };
+    progress(
+        "kubelet",
+        &format!(
+            "node {} (API on {})",
+            config.node_name, config.kubelet_listen
+        ),
+    );
 
     kubeconfig::upsert(&config.kubeconfig, &config.context, &url)?;
     print_summary(&config, &url, &storage);
@@ -171,6 +193,9 @@ pub async fn up(
             }
             if let Ok(Err(e)) = controllers.await {
                 tracing::warn!(error = %e, "controller-manager stopped with an error");
+            }
+            if let Ok(Err(e)) = kubelet.await {
+                tracing::warn!(error = %e, "kubelet stopped with an error");
             }
             let _ = stop_tx.send(());
             match server.await {
@@ -193,6 +218,15 @@ pub async fn up(
             match ended {
                 Ok(r) => r?,
                 Err(e) => tracing::warn!(error = %e, "scheduler task failed"),
+            }
+        }
+        ended = &mut kubelet => {
+            components.cancel();
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            match ended {
+                Ok(r) => r?,
+                Err(e) => tracing::warn!(error = %e, "kubelet task failed"),
             }
         }
         ended = &mut controllers => {
@@ -261,13 +295,15 @@ fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig) {
     println!("kubelite is running.");
     println!("  API server   {url}");
     println!("  storage      {store}");
+    println!("  node         {}", config.node_name);
     println!("  data dir     {}", config.data_dir.display());
     println!("  kubeconfig   {kc} (context {})", config.context);
     println!();
     println!("Try:");
     println!("  export KUBECONFIG={kc}");
     println!("  kubectl get namespaces");
-    println!("  kubectl create deployment web --image=nginx");
+    println!("  kubectl create deployment web --image=kubelite/busybox -- sleep 3600");
+    println!("  kubectl get pods -o wide");
     println!();
     println!("Stop with Ctrl-C; starting again on the same data dir keeps every object.");
 }
