@@ -1,17 +1,21 @@
-//! Scheduler benchmark: (1) the in-memory decision path (schedule + assume) over N nodes, and
+//! Scheduler benchmark: (1) the in-memory decision path (schedule + assume) over N nodes,
 //! (2) end to end against a real apiserver (Node objects only; pods created concurrently;
-//! timed until every pod is bound).
+//! timed until every pod is bound; p50/p99 creation->binding latency seen through a watch;
+//! process RSS), and (3) the bind baseline: on the same apiserver with the scheduler stopped,
+//! the same number of pods created first, then bound by a plain client with the scheduler's
+//! bind concurrency. The scheduler/baseline ratio says how much of the ceiling is the scheduler.
 //!
 //! `cargo run --release -p kubelite-scheduler --example bench -- [--nodes 5000] [--pods 30000]
 //! [--quick] [--in-memory-only]`; `--quick` is the CI smoke (100 nodes, 500 pods).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kubelite_apiserver::testing::TestServer;
 use kubelite_scheduler::algorithm::{schedule, Selection};
 use kubelite_scheduler::cache::Cache;
@@ -41,6 +45,67 @@ fn pod(i: usize) -> anyhow::Result<Pod> {
     }))?)
 }
 
+/// The process's resident set (`VmRSS`) or peak (`VmHWM`) in MiB, from /proc/self/status.
+fn proc_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Records, per pod name, the first instant a watch shows it with `spec.nodeName` set; returns
+/// once `pods` names have been seen. Re-watches from the last resourceVersion on timeout.
+async fn watch_bound(
+    api: Api<Pod>,
+    pods: usize,
+    bound: Arc<Mutex<HashMap<String, Instant>>>,
+) -> anyhow::Result<()> {
+    let mut rv = "0".to_string();
+    let mut seen = 0;
+    while seen < pods {
+        let mut stream = api
+            .watch(&WatchParams::default().timeout(290), &rv)
+            .await?
+            .boxed();
+        while let Some(ev) = stream.try_next().await? {
+            let p = match ev {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => p,
+                WatchEvent::Bookmark(b) => {
+                    rv = b.metadata.resource_version;
+                    continue;
+                }
+                WatchEvent::Error(e) => bail!("watch error: {e}"),
+                WatchEvent::Deleted(_) => continue,
+            };
+            let now = Instant::now();
+            if let Some(v) = &p.metadata.resource_version {
+                rv.clone_from(v);
+            }
+            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none() {
+                continue;
+            }
+            let name = p.metadata.name.unwrap_or_default();
+            let mut map = bound.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            if let std::collections::hash_map::Entry::Vacant(e) = map.entry(name) {
+                e.insert(now);
+                seen += 1;
+                if seen == pods {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Latency percentile `q` (0..1) in ms over sorted `v`.
+fn pct(v: &[Duration], q: f64) -> f64 {
+    let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+    v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
 fn in_memory(nodes: usize, pods: usize) -> anyhow::Result<()> {
     let mut cache = Cache::default();
     for i in 0..nodes {
@@ -68,6 +133,7 @@ fn in_memory(nodes: usize, pods: usize) -> anyhow::Result<()> {
 }
 
 async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
+    let binds = Config::default().max_in_flight_binds;
     let server = TestServer::start().await?;
     let client = server.client();
     let node_api: Api<Node> = Api::all(client.clone());
@@ -85,6 +151,11 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
         .await
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let bound = Arc::new(Mutex::new(HashMap::new()));
+    let watcher = tokio::spawn(watch_bound(pod_api.clone(), pods, bound.clone()));
+    let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let rss0 = proc_mib("VmRSS");
     let metrics = Arc::new(Metrics::default());
     let config = Config {
         metrics: metrics.clone(),
@@ -98,13 +169,19 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
             let _ = stop_rx.await;
         },
     ));
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let start = Instant::now();
     futures::stream::iter(0..pods)
         .map(|i| {
             let api = pod_api.clone();
+            let created_at = created_at.clone();
             async move {
-                api.create(&PostParams::default(), &pod(i)?)
+                let p = pod(i)?;
+                let t = Instant::now();
+                created_at
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .insert(format!("pod-{i}"), t);
+                api.create(&PostParams::default(), &p)
                     .await
                     .map_err(anyhow::Error::from)
             }
@@ -126,15 +203,96 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let rss1 = proc_mib("VmRSS");
+    match tokio::time::timeout(Duration::from_secs(30), watcher).await {
+        Ok(r) => r??,
+        Err(_) => eprintln!(
+            "warning: the watch saw {} of {pods} bindings within 30 s",
+            bound.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len()
+        ),
+    }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), sched)
         .await
         .context("scheduler stop")?;
+    let mut lat: Vec<Duration> = {
+        let created = created_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let bound = bound.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        bound
+            .iter()
+            .filter_map(|(n, b)| Some(b.saturating_duration_since(*created.get(n)?)))
+            .collect()
+    };
+    lat.sort();
+    let sched_rate = pods as f64 / secs;
     println!(
-        "end-to-end: {pods} pods over {nodes} nodes bound in {secs:.2} s = {:.0} pods/s \
+        "end-to-end: {pods} pods over {nodes} nodes bound in {secs:.2} s = {sched_rate:.0} pods/s \
          (creating the pods alone took {:.2} s)",
-        pods as f64 / secs,
         created.as_secs_f64()
+    );
+    println!(
+        "latency creation->binding (watch, {} pods): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        lat.len(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0)
+    );
+    // Baseline on the same apiserver, scheduler stopped: create all, then bind with a plain client.
+    let rss2 = proc_mib("VmRSS");
+    futures::stream::iter(0..pods)
+        .map(|i| {
+            let api = pod_api.clone();
+            async move {
+                let mut p = pod(i)?;
+                p.metadata.name = Some(format!("base-{i}"));
+                api.create(&PostParams::default(), &p)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let bstart = Instant::now();
+    futures::stream::iter(0..pods)
+        .map(|i| {
+            let api = pod_api.clone();
+            async move {
+                let name = format!("base-{i}");
+                let binding = json!({
+                    "apiVersion": "v1", "kind": "Binding",
+                    "metadata": {"name": name, "namespace": "default"},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": format!("node-{}", i % nodes)},
+                });
+                api.create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
+                .map_err(anyhow::Error::from)
+            }
+        })
+        .buffer_unordered(binds)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let bsecs = bstart.elapsed().as_secs_f64();
+    let rss3 = proc_mib("VmRSS");
+    let base_rate = pods as f64 / bsecs;
+    println!(
+        "bind baseline: {pods} pre-created pods bound by a plain client ({binds} concurrent) in \
+         {bsecs:.2} s = {base_rate:.0} binds/s; scheduler/baseline = {:.2}",
+        sched_rate / base_rate
+    );
+    println!(
+        "process RSS (apiserver + scheduler in one process): {rss0:.0} MiB after nodes, \
+         {rss1:.0} MiB after scheduling (+{:.0}), +{:.0} MiB over the baseline phase \
+         (apiserver only), peak {:.0} MiB; scheduler share ~{:.0} MiB (difference of deltas)",
+        rss1 - rss0,
+        rss3 - rss2,
+        proc_mib("VmHWM"),
+        (rss1 - rss0) - (rss3 - rss2)
     );
     Ok(())
 }
