@@ -40,23 +40,18 @@ pub async fn bootstrap(reg: &Registry) -> Result<()> {
 pub async fn ensure_active(reg: &Registry, ns: &str, object: crate::error::Target) -> Result<()> {
     let info = ns_info()?;
     let key = info.key(None, ns);
-    // The namespaces watch cache answers almost every create without a storage read; it may lag
-    // a namespace created a moment ago, so "missing" is confirmed from storage.
-    let cached = reg.caches.get(&info.prefix()).and_then(|c| c.get(&key));
-    let obj = match cached {
-        Some(obj) => obj,
-        None => {
-            let kv = reg
-                .storage
-                .get(&key)
-                .await
-                .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
-            let Some(kv) = kv else {
-                return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
-            };
-            registry::decode_kv(&kv)?
-        }
+    // Read the namespace from storage, not from the watch cache: the cache may lag a delete
+    // this server has just acknowledged, and a create must never land in a namespace the
+    // client already saw go Terminating (read-your-writes).
+    let kv = reg
+        .storage
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
+    let Some(kv) = kv else {
+        return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
     };
+    let obj = registry::decode_kv(&kv)?;
     let terminating = obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         || obj.pointer("/metadata/deletionTimestamp").is_some();
     if terminating {
