@@ -3,6 +3,7 @@
 //! a pure function over `serde_json::Value` (typed with `k8s-openapi` inside where it helps), so
 //! the apiserver's generic store stays kind-agnostic and all of it is unit-testable.
 
+pub mod apply;
 pub mod kinds;
 pub mod meta;
 pub mod patch;

@@ -3,7 +3,7 @@
 //! `apiserver/pkg/endpoints/handlers/patch.go` uses. Server-side apply is not handled here.
 
 mod go_format;
-mod merge_keys;
+pub(crate) mod merge_keys;
 mod order;
 mod strategic;
 
