@@ -161,6 +161,63 @@ fn res(
     }
 }
 
+/// The names and scope of a custom resource (from its CustomResourceDefinition).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CustomNames {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub scope: Scope,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status: bool,
+    pub scale: bool,
+}
+
+impl CustomNames {
+    /// The served resource. The strings are leaked: a resource table entry lives as long as
+    /// the process (callers build one per distinct CRD version, not per request).
+    pub fn leak(&self) -> ResourceInfo {
+        fn leak(s: &str) -> &'static str {
+            Box::leak(s.to_string().into_boxed_str())
+        }
+        fn leak_all(v: &[String]) -> &'static [&'static str] {
+            Box::leak(
+                v.iter()
+                    .map(|s| leak(s))
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            )
+        }
+        let (group, version, kind) = (leak(&self.group), leak(&self.version), leak(&self.kind));
+        let mut subresources = Vec::new();
+        if self.status {
+            subresources.push(Subresource {
+                name: "status",
+                kind: Some((group, version, kind)),
+                verbs: STATUS_VERBS,
+            });
+        }
+        if self.scale {
+            subresources.push(scale());
+        }
+        ResourceInfo {
+            group,
+            version,
+            kind,
+            plural: leak(&self.plural),
+            singular: leak(&self.singular),
+            scope: self.scope,
+            short_names: leak_all(&self.short_names),
+            categories: leak_all(&self.categories),
+            verbs: STANDARD_VERBS,
+            subresources,
+        }
+    }
+}
+
 /// Every built-in resource kubelite serves, in discovery order.
 pub fn builtin_resources() -> &'static [ResourceInfo] {
     use std::sync::OnceLock;
@@ -355,6 +412,16 @@ pub fn builtin_resources() -> &'static [ResourceInfo] {
                 &["ev"],
                 &[],
                 vec![],
+            ),
+            res(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                Cluster,
+                &["crd", "crds"],
+                &["api-extensions"],
+                vec![status()],
             ),
         ]
     })

@@ -88,6 +88,30 @@ pub struct Column {
     pub priority: i32,
 }
 
+/// Where a kind keeps what its `scale` subresource shows, as JSON pointers
+/// (`/spec/replicas`). Custom resources take them from their CRD's scale subresource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// The label selector: a LabelSelector object (built-in kinds) or a string.
+    pub selector: Option<String>,
+    /// `selector` points at a serialized selector string (custom resources) rather than a
+    /// LabelSelector object.
+    pub selector_is_string: bool,
+}
+
+impl Default for ScalePaths {
+    fn default() -> Self {
+        Self {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: Some("/spec/selector".into()),
+            selector_is_string: false,
+        }
+    }
+}
+
 /// The kind-specific half of the generic store. All methods are pure functions of their input
 /// (plus `now` where time matters), so they can be tested without a server.
 ///
@@ -118,6 +142,22 @@ pub trait Strategy: Send + Sync {
         new.get("spec") != old.get("spec")
     }
 
+    /// Schema-driven pruning for kinds without a typed struct (custom resources): drop the
+    /// fields the schema does not know and return their paths (`spec.foo`). `None` means the
+    /// server prunes by the kind's typed struct (built-in kinds).
+    fn prune(&self, _obj: &mut Value) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Create-only preparation, after [`Strategy::default`] (e.g. a finalizer every new object
+    /// of the kind gets). Updates never call it.
+    fn prepare_create(&self, _obj: &mut Value) {}
+
+    /// Where the `scale` subresource reads and writes replicas.
+    fn scale_paths(&self) -> ScalePaths {
+        ScalePaths::default()
+    }
+
     /// Whether `metadata.generation` is maintained for this kind.
     fn has_generation(&self) -> bool {
         true
@@ -136,5 +176,13 @@ pub trait Strategy: Send + Sync {
     /// the server then answers 400 like upstream (`field label not supported: <f>`).
     fn field_value(&self, _obj: &Value, _field: &str) -> Option<String> {
         None
+    }
+
+    /// The list and map types server-side apply merges and tracks ownership by. Default: the
+    /// built-in tables of the kind ([`crate::apply::TypeInfo::for_kind`]); custom resources
+    /// answer from their CRD schema's `x-kubernetes-list-type` and friends.
+    fn type_info(&self) -> crate::apply::TypeInfo {
+        let info = self.info();
+        crate::apply::TypeInfo::for_kind(info.group, info.version, info.kind)
     }
 }

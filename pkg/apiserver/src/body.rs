@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use kubelite_api::resource::ResourceInfo;
+use kubelite_api::strategy::Strategy;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -177,8 +178,13 @@ fn unknown_fields(orig: &Value, typed: &Value, path: &str, out: &mut Vec<String>
 }
 
 /// Drop fields the kind's schema does not know, as decoding into the typed struct does upstream,
-/// and report them (`spec.foo`). Objects of kinds without a typed struct pass unchanged.
-pub fn prune_unknown(info: &ResourceInfo, obj: &mut Value) -> Result<Vec<String>> {
+/// and report them (`spec.foo`). Custom resources are pruned by their schema (the strategy's
+/// [`Strategy::prune`]); other kinds without a typed struct pass unchanged.
+pub fn prune_unknown(strategy: &dyn Strategy, obj: &mut Value) -> Result<Vec<String>> {
+    if let Some(unknown) = strategy.prune(obj) {
+        return Ok(unknown);
+    }
+    let info = strategy.info();
     prune_kind(info.group, info.kind, obj)
 }
 

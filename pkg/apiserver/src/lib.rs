@@ -19,6 +19,7 @@
 //! stored, it is the storage mod revision.
 
 pub mod body;
+pub mod crd;
 pub mod discovery;
 pub mod dupfields;
 pub mod error;
@@ -197,7 +198,8 @@ pub async fn build_state(
     }
     let registry = Arc::new(Registry {
         storage,
-        caches,
+        caches: std::sync::RwLock::new(caches),
+        crds: crd::Dynamic::new(config.watch_cache_events),
         allocator,
         namespace_kick: Arc::new(tokio::sync::Notify::new()),
         metrics: Arc::new(metrics::Metrics::new()),
@@ -212,6 +214,11 @@ pub async fn build_state(
         .map_err(ServerError::Bootstrap)?;
     tokio::spawn(namespaces::lifecycle(registry.clone()));
     tokio::spawn(event_ttl::run(registry.clone(), config.event_ttl));
+    // Serve the stored CRDs before the server answers its first request.
+    if let Err(e) = crd::reconcile::reconcile(&registry).await {
+        tracing::warn!(error = %e, "serving stored custom resource definitions failed");
+    }
+    tokio::spawn(crd::run(registry.clone()));
     Ok(AppState {
         registry,
         server_address: format!("127.0.0.1:{port}"),

@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use kubelite_api::apply::{self, ApplyError, ManagedFields, Path, Writer};
 use kubelite_api::patch::{PatchError, PatchType};
 use kubelite_api::resource::ResourceInfo;
 use kubelite_api::selector::{FieldSelector, LabelSelector};
 use kubelite_api::strategy::{FieldCause, Strategy};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Failure, Target};
 
 /// The strategy of a built-in resource (built once per resource).
 pub fn strategy(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
@@ -19,6 +20,7 @@ pub fn strategy(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
     let all = ALL.get_or_init(|| {
         kubelite_api::kinds::builtin_strategies()
             .into_iter()
+            .chain(crate::crd::definition_strategy())
             .map(|s| (s.info().prefix(), s))
             .collect()
     });
@@ -111,10 +113,10 @@ pub fn apply_patch_gvk(
         ));
     };
     if pt == PatchType::Apply {
-        // Server-side apply, approximated: the applied configuration is merged into the live
-        // object like a strategic merge patch (a merge patch for kinds without patch metadata).
-        // Field ownership (managedFields, conflicts, dropping fields a manager stopped
-        // applying) is not tracked yet.
+        // Only the scale subresource gets here (objects go through [`server_side_apply`]): a
+        // Scale is a view, so the applied configuration is merged into it like a strategic
+        // merge patch (a merge patch for kinds without patch metadata) and the write is
+        // tracked as an update of the parent.
         let applied = parse_apply(body)?;
         let bytes = serde_json::to_vec(&applied).map_err(|e| ApiError::internal(e.to_string()))?;
         let as_type = if kubelite_api::patch::supports_strategic_merge(gvk.0, gvk.1, gvk.2) {
@@ -126,6 +128,148 @@ pub fn apply_patch_gvk(
             .map_err(patch_error);
     }
     kubelite_api::patch::apply_patch(gvk, original, pt, body).map_err(patch_error)
+}
+
+/// The subtrees a write through `subresource` never gains ownership of, because the strategy
+/// resets them (upstream's `GetResetFields`): `status` on the main resource of kinds with a
+/// status subresource, `spec` on `/status`.
+fn reset_fields(info: &ResourceInfo, subresource: &str) -> &'static [Path] {
+    static STATUS: OnceLock<[Path; 1]> = OnceLock::new();
+    static SPEC: OnceLock<[Path; 1]> = OnceLock::new();
+    match subresource {
+        "" if info.subresource("status").is_some() => {
+            STATUS.get_or_init(|| [Path::fields(&["status"])])
+        }
+        "status" => SPEC.get_or_init(|| [Path::fields(&["spec"])]),
+        _ => &[],
+    }
+}
+
+/// The entries a non-apply write starts from: those the request carries (a client may
+/// rewrite them, as upstream allows on the main resource), else the live object's. Stored
+/// entries that do not decode are reset rather than failing every later write.
+fn base_entries(old: Option<&Value>, new: &Value, subresource: &str) -> ManagedFields {
+    if subresource.is_empty() {
+        if let Ok(m) = ManagedFields::from_object(new) {
+            if !m.entries.is_empty() {
+                return m;
+            }
+        }
+    }
+    old.and_then(|o| ManagedFields::from_object(o).ok())
+        .unwrap_or_default()
+}
+
+/// Record a create (`old` = `None`), update or non-apply patch in `new`'s
+/// `metadata.managedFields`: `manager` gains an `Update` entry (for `subresource`) with the
+/// fields it set, others lose them. `new` must be the object as it will be stored.
+pub fn track_update(
+    strategy: &dyn Strategy,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: &str,
+) {
+    let base = base_entries(old, new, subresource);
+    let time = crate::registry::now_rfc3339();
+    let writer = Writer {
+        manager,
+        subresource,
+        time: &time,
+        ignored: reset_fields(strategy.info(), subresource),
+    };
+    let out = apply::update_managed_fields(old, new, &writer, &base, &strategy.type_info());
+    out.write_to_object(new);
+}
+
+/// Server-side apply of `applied` onto `live` (`None`: the object does not exist yet) by
+/// `manager` through `subresource`: the merged object with its new `metadata.managedFields`,
+/// or 409 (conflicts, unless `force`) / 422 (a configuration the schema rejects).
+pub fn server_side_apply(
+    strategy: &dyn Strategy,
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    subresource: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    let managed = live
+        .and_then(|l| ManagedFields::from_object(l).ok())
+        .unwrap_or_default();
+    let time = crate::registry::now_rfc3339();
+    let writer = Writer {
+        manager,
+        subresource,
+        time: &time,
+        ignored: reset_fields(strategy.info(), subresource),
+    };
+    let (mut merged, out) = apply::apply(
+        live,
+        applied,
+        &writer,
+        force,
+        &managed,
+        &strategy.type_info(),
+    )
+    .map_err(apply_error)?;
+    out.write_to_object(&mut merged);
+    Ok(merged)
+}
+
+/// Upstream's Status for a failed apply: 409 `Conflict` with one `FieldManagerConflict`
+/// cause per contested field, or 422 `Invalid`.
+fn apply_error(e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Conflicts(conflicts) => Failure {
+            code: 409,
+            reason: "Conflict",
+            message: conflicts.to_string(),
+            target: None,
+            causes: conflicts
+                .causes()
+                .into_iter()
+                .map(|(message, field)| FieldCause {
+                    reason: "FieldManagerConflict",
+                    field,
+                    message,
+                })
+                .collect(),
+        }
+        .into(),
+        ApplyError::Invalid(message) => Failure {
+            code: 422,
+            reason: "Invalid",
+            message,
+            target: None,
+            causes: Vec::new(),
+        }
+        .into(),
+    }
+}
+
+/// Upstream's answer to an apply without `?fieldManager=` (422 on `PatchOptions`).
+pub fn field_manager_required() -> ApiError {
+    let cause = FieldCause {
+        reason: "FieldValueRequired",
+        field: "fieldManager".into(),
+        message: "Required value: is required for apply patch".into(),
+    };
+    Failure {
+        code: 422,
+        reason: "Invalid",
+        message: format!(
+            "PatchOptions.meta.k8s.io \"\" is invalid: {}",
+            cause.to_message()
+        ),
+        target: Some(Target {
+            group_resource: "PatchOptions.meta.k8s.io".into(),
+            group: "meta.k8s.io".into(),
+            kind: "PatchOptions".into(),
+            name: String::new(),
+        }),
+        causes: vec![cause],
+    }
+    .into()
 }
 
 /// Whether a Content-Type is server-side apply.

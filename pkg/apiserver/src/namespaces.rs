@@ -112,13 +112,21 @@ async fn empty_namespace(reg: &Registry, ns: &str) -> Result<bool> {
         propagation: Some("Background".into()),
         ..Default::default()
     };
-    for info in kubelite_api::resource::builtin_resources()
+    let builtin = kubelite_api::resource::builtin_resources()
         .iter()
         .filter(|r| r.namespaced())
-    {
-        let ctx = Ctx::new(info, Some(ns.to_string()));
-        // events.k8s.io Events are the core ones (one storage): swept once, as core.
-        if ctx.stored().prefix() != info.prefix() {
+        .map(|info| Ctx::new(info, Some(ns.to_string())));
+    let custom = reg
+        .crds
+        .entries()
+        .into_iter()
+        .filter(|e| e.info.namespaced())
+        .map(|e| Ctx::with_strategy(e.info, e.strategy, Some(ns.to_string())));
+    let mut swept = std::collections::HashSet::new();
+    for ctx in builtin.chain(custom) {
+        // events.k8s.io Events are the core ones (one storage), and a custom resource's
+        // versions share one: each storage is swept once.
+        if !swept.insert(ctx.stored().prefix()) {
             continue;
         }
         let list = reg

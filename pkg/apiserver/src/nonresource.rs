@@ -4,7 +4,6 @@
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kubelite_api::resource::builtin_resources;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -77,7 +76,8 @@ pub fn discovery(
             "the server does not allow this method on the requested resource",
         ));
     }
-    let resources = builtin_resources();
+    let all = state.registry.resources();
+    let resources: &[kubelite_api::resource::ResourceInfo] = &all;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -133,24 +133,22 @@ pub async fn openapi_v2(req: Request) -> Response {
 }
 
 /// `/openapi/v3`: the index of per-group-version documents.
-pub async fn openapi_v3_root(req: Request) -> Response {
-    json_doc(
-        req.headers(),
-        "application/json",
-        &openapi::v3_root(builtin_resources()),
-    )
+pub async fn openapi_v3_root(State(state): State<AppState>, req: Request) -> Response {
+    let docs = state.registry.crds.openapi();
+    json_doc(req.headers(), "application/json", docs.root())
 }
 
 /// `/openapi/v3/<path>`.
-pub async fn openapi_v3_doc(State(_state): State<AppState>, req: Request) -> Response {
+pub async fn openapi_v3_doc(State(state): State<AppState>, req: Request) -> Response {
     let path = req
         .uri()
         .path()
         .trim_start_matches("/openapi/v3/")
         .trim_end_matches('/')
         .to_string();
-    match openapi::v3_group_version(builtin_resources(), &path) {
-        Some(doc) => json_doc(req.headers(), "application/json", &doc),
+    let docs = state.registry.crds.openapi();
+    match docs.document(&path) {
+        Some(text) => with_etag(req.headers(), "application/json", text.as_bytes().to_vec()),
         None => ApiError::no_route().into_response(),
     }
 }

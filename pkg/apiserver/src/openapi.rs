@@ -77,10 +77,16 @@ pub struct V3Documents {
 impl V3Documents {
     /// Build the root and every group version's document.
     pub fn build(resources: &[ResourceInfo]) -> Self {
+        Self::build_with(resources, &Map::new())
+    }
+
+    /// [`V3Documents::build`] with component schemas that replace the skeletons of kinds
+    /// without generated ones (custom resources: their CRD's schema), keyed by schema name.
+    pub fn build_with(resources: &[ResourceInfo], overrides: &Map<String, Value>) -> Self {
         let mut paths = Map::new();
         let mut docs = std::collections::HashMap::new();
         for p in gv_paths(resources) {
-            if let Some(doc) = v3_group_version(resources, &p) {
+            if let Some(doc) = v3_group_version_with(resources, &p, overrides) {
                 let text = doc.to_string();
                 let hash = text_hash(&text);
                 let url = format!("/openapi/v3/{p}?hash={hash}");
@@ -123,6 +129,15 @@ fn text_hash(text: &str) -> String {
 
 /// `/openapi/v3/<path>` where path is `api/v1` or `apis/<group>/<version>`; None when unknown.
 pub fn v3_group_version(resources: &[ResourceInfo], path: &str) -> Option<Value> {
+    v3_group_version_with(resources, path, &Map::new())
+}
+
+/// [`v3_group_version`] with schema overrides (see [`V3Documents::build_with`]).
+pub fn v3_group_version_with(
+    resources: &[ResourceInfo],
+    path: &str,
+    overrides: &Map<String, Value>,
+) -> Option<Value> {
     let path = path.trim_matches('/');
     let members: Vec<&ResourceInfo> = resources
         .iter()
@@ -135,7 +150,11 @@ pub fn v3_group_version(resources: &[ResourceInfo], path: &str) -> Option<Value>
     for r in &members {
         resource_paths(r, &mut paths);
         add_kind_schemas(r, &mut skeletons);
-        kinds.push(schema_name(r.group, r.version, r.kind));
+        let name = schema_name(r.group, r.version, r.kind);
+        if let Some(schema) = overrides.get(&name) {
+            skeletons.insert(name.clone(), schema.clone());
+        }
+        kinds.push(name);
         for s in &r.subresources {
             let (g, v, k) = subresource_kind(r, s);
             if has_object_body(r, s) && (g != r.group || v != r.version || k != r.kind) {

@@ -25,24 +25,40 @@ pub enum Addr {
 }
 
 /// A parsed resource URL.
-#[derive(Debug)]
 pub struct Parsed {
     pub info: &'static ResourceInfo,
+    /// The custom resource entry when the URL names one.
+    pub custom: Option<crate::crd::Entry>,
     pub namespace: Option<String>,
     pub addr: Addr,
     /// A legacy `/watch/` path.
     pub watch: bool,
 }
 
-/// Parse the segments after the group-version.
+/// Parse the segments after the group-version (built-in resources only).
 pub fn parse(group: &str, version: &str, segs: &[&str]) -> Option<Parsed> {
+    parse_with(group, version, segs, |_| None)
+}
+
+/// Parse the segments after the group-version; `custom` looks up served custom resources.
+pub fn parse_with(
+    group: &str,
+    version: &str,
+    segs: &[&str],
+    custom: impl Fn(&str) -> Option<crate::crd::Entry>,
+) -> Option<Parsed> {
     let (watch, segs) = match segs.first() {
         Some(&"watch") => (true, &segs[1..]),
         _ => (false, segs),
     };
-    let find = |plural: &str| find_builtin(group, version, plural);
-    let (info, namespace, rest): (_, Option<String>, &[&str]) = match segs {
-        ["namespaces", ns, res, rest @ ..] if find(res).is_some_and(|i| i.namespaced()) => {
+    let find = |plural: &str| -> Option<(&'static ResourceInfo, Option<crate::crd::Entry>)> {
+        match find_builtin(group, version, plural) {
+            Some(info) => Some((info, None)),
+            None => custom(plural).map(|e| (e.info, Some(e))),
+        }
+    };
+    let ((info, entry), namespace, rest): (_, Option<String>, &[&str]) = match segs {
+        ["namespaces", ns, res, rest @ ..] if find(res).is_some_and(|i| i.0.namespaced()) => {
             (find(res)?, Some((*ns).to_string()), rest)
         }
         [res, rest @ ..] => (find(res)?, None, rest),
@@ -60,6 +76,7 @@ pub fn parse(group: &str, version: &str, segs: &[&str]) -> Option<Parsed> {
     }
     Some(Parsed {
         info,
+        custom: entry,
         namespace,
         addr,
         watch,
@@ -165,11 +182,52 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::no_route()),
     };
-    let parsed = parse(group, version, rest).ok_or_else(ApiError::no_route)?;
-    let ctx = Ctx::new(parsed.info, parsed.namespace.clone());
     let reg = &state.registry;
+    let parsed = parse_with(group, version, rest, |plural| {
+        reg.crds.find(group, version, plural)
+    })
+    .ok_or_else(ApiError::no_route)?;
+    let ctx = match &parsed.custom {
+        Some(e) => {
+            let mut ctx =
+                Ctx::with_strategy(parsed.info, e.strategy.clone(), parsed.namespace.clone());
+            ctx.rewrite_api_version = e.multi_version;
+            ctx
+        }
+        None => Ctx::new(parsed.info, parsed.namespace.clone()),
+    };
     let method = parts.method.clone();
-    let headers = parts.headers;
+    let is_crd = parsed.info.group == "apiextensions.k8s.io";
+    let resp = dispatch(
+        &state,
+        parsed,
+        ctx,
+        params,
+        method.clone(),
+        parts.headers,
+        body,
+        on_upgrade,
+    )
+    .await;
+    // A written CRD is served (or withdrawn) by the reconcile task: wake it at once.
+    if is_crd && method != Method::GET && resp.is_ok() {
+        reg.crds.kick.notify_one();
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    state: &AppState,
+    parsed: Parsed,
+    ctx: Ctx,
+    params: Params,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response> {
+    let reg = &state.registry;
     let output = body::negotiate(&headers);
     match (&parsed.addr, &method) {
         (Addr::Collection, &Method::GET) => {
@@ -237,7 +295,7 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
                 params: &params,
                 on_upgrade,
             };
-            subresource(&state, &ctx, name, sub, req, body).await
+            subresource(state, &ctx, name, sub, req, body).await
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"

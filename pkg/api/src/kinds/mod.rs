@@ -204,7 +204,8 @@ mod tests {
                 "daemonsets",
                 "statefulsets",
                 "jobs",
-                "endpointslices"
+                "endpointslices",
+                "customresourcedefinitions"
             ]
         );
     }

@@ -53,6 +53,11 @@ fn reset_status(ctx: &Ctx, obj: &mut Value) {
         return;
     }
     let Some(o) = obj.as_object_mut() else { return };
+    // Custom resources start without a status (there is no typed empty one).
+    if kubelite_api::resource::find_builtin(info.group, info.version, info.plural).is_none() {
+        o.remove("status");
+        return;
+    }
     match info.kind {
         "Pod" => {
             let qos = o.get("status").and_then(|s| s.get("qosClass")).cloned();
@@ -88,14 +93,37 @@ pub async fn create_checked(
     reg: &Registry,
     ctx: &Ctx,
     params: &Params,
+    obj: Value,
+    duplicate: Vec<String>,
+) -> Result<Reply> {
+    create_inner(reg, ctx, params, obj, duplicate, true).await
+}
+
+/// Create the result of a server-side apply onto nothing: its `metadata.managedFields` (the
+/// applier's entry) were computed already.
+pub async fn create_applied(
+    reg: &Registry,
+    ctx: &Ctx,
+    params: &Params,
+    obj: Value,
+) -> Result<Reply> {
+    create_inner(reg, ctx, params, obj, Vec::new(), false).await
+}
+
+/// The create path; `track` records the request's field manager as owner of every field.
+async fn create_inner(
+    reg: &Registry,
+    ctx: &Ctx,
+    params: &Params,
     mut obj: Value,
     duplicate: Vec<String>,
+    track: bool,
 ) -> Result<Reply> {
     let info = ctx.info;
     check_type(&info.api_version(), info.kind, &mut obj)?;
     check_namespace(ctx, &mut obj)?;
     let mode = FieldValidation::parse(params.get("fieldValidation"))?;
-    let unknown = prune_unknown(info, &mut obj)?;
+    let unknown = prune_unknown(ctx.strategy.as_ref(), &mut obj)?;
     let warnings = check_unknown_in_body(info, mode, FieldProblems { unknown, duplicate })?;
     if let Some(ns) = &ctx.namespace {
         let target = crate::error::Target::new(info, super::name_of(&obj));
@@ -105,6 +133,13 @@ pub async fn create_checked(
     super::drop_empty_metadata(&mut obj);
     reset_status(ctx, &mut obj);
     ctx.strategy.default(&mut obj);
+    ctx.strategy.prepare_create(&mut obj);
+    if track {
+        // Once per create, on the object as stored (defaults included, as upstream decodes
+        // them before its field manager runs); a generated name changes nothing tracked.
+        let manager = params.field_manager();
+        crate::model::track_update(ctx.strategy.as_ref(), None, &mut obj, &manager, "");
+    }
 
     let explicit_name = super::name_of(&obj).to_string();
     let generate = super::meta_str(&obj, "generateName")

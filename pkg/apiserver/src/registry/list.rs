@@ -238,7 +238,7 @@ pub async fn list(reg: &Registry, ctx: &Ctx, params: &Params) -> Result<Page> {
 
     // RV=0 ("any"): from the watch cache, unpaged.
     if rv == Some("0") && cont.is_none() {
-        if let Some(cache) = reg.caches.get(&ctx.cache_prefix()) {
+        if let Some(cache) = reg.cache(&ctx.cache_prefix()) {
             let (objs, revision) = cache.snapshot(&prefix);
             if selectors.is_empty() && !ctx.converts() {
                 return Ok(Page {

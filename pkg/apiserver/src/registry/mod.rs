@@ -43,8 +43,11 @@ pub async fn conflict_pause(attempt: usize) {
 /// Shared state of every request: storage, watch caches, allocators.
 pub struct Registry {
     pub storage: Arc<dyn Storage>,
-    /// One watch cache per resource, keyed by storage prefix.
-    pub caches: HashMap<String, Arc<WatchCache>>,
+    /// One watch cache per resource, keyed by storage prefix (custom resources add theirs
+    /// while the server runs).
+    pub caches: std::sync::RwLock<HashMap<String, Arc<WatchCache>>>,
+    /// The resources served from CustomResourceDefinitions.
+    pub crds: crate::crd::Dynamic,
     pub allocator: Allocator,
     /// Wakes the namespace-lifecycle task when a namespace starts terminating.
     pub namespace_kick: Arc<Notify>,
@@ -54,6 +57,22 @@ pub struct Registry {
     pub bookmark_interval: std::time::Duration,
 }
 
+impl Registry {
+    /// The watch cache of the resource stored under `prefix`.
+    pub fn cache(&self, prefix: &str) -> Option<Arc<WatchCache>> {
+        self.caches
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(prefix)
+            .cloned()
+    }
+
+    /// Every served resource: the built-in ones, then the custom ones, in discovery order.
+    pub fn resources(&self) -> Arc<Vec<ResourceInfo>> {
+        self.crds.all_resources()
+    }
+}
+
 /// What one request is about: the resource, its strategy, and the namespace from the URL.
 #[derive(Clone)]
 pub struct Ctx {
@@ -61,15 +80,28 @@ pub struct Ctx {
     pub strategy: Arc<dyn Strategy>,
     /// `None` for cluster-scoped resources and all-namespaces lists.
     pub namespace: Option<String>,
+    /// Stored objects may carry another version's apiVersion (custom resources with several
+    /// versions, conversion None): answers rewrite it to this resource's.
+    pub rewrite_api_version: bool,
 }
 
 impl Ctx {
-    /// The context of `info`; `namespace` is dropped for cluster-scoped resources.
+    /// The context of the built-in `info`; `namespace` is dropped for cluster-scoped resources.
     pub fn new(info: &'static ResourceInfo, namespace: Option<String>) -> Self {
+        Self::with_strategy(info, crate::model::strategy(info), namespace)
+    }
+
+    /// The context of a resource whose strategy is known (custom resources).
+    pub fn with_strategy(
+        info: &'static ResourceInfo,
+        strategy: Arc<dyn Strategy>,
+        namespace: Option<String>,
+    ) -> Self {
         Self {
             info,
-            strategy: crate::model::strategy(info),
+            strategy,
             namespace: if info.namespaced() { namespace } else { None },
+            rewrite_api_version: false,
         }
     }
 
@@ -101,6 +133,12 @@ impl Ctx {
     pub fn present(&self, stored: Value) -> Value {
         if events::is_events_api(self.info) {
             events::from_core(&stored)
+        } else if self.rewrite_api_version {
+            let mut obj = stored;
+            if let Some(o) = obj.as_object_mut() {
+                o.insert("apiVersion".into(), Value::String(self.info.api_version()));
+            }
+            obj
         } else {
             stored
         }
@@ -108,7 +146,7 @@ impl Ctx {
 
     /// Whether this resource shows stored objects converted (events.k8s.io over core events).
     pub fn converts(&self) -> bool {
-        events::is_events_api(self.info)
+        self.rewrite_api_version || events::is_events_api(self.info)
     }
 
     /// Decode a stored object and show it as this resource.
@@ -153,7 +191,43 @@ impl Params {
     pub fn dry_run(&self) -> bool {
         self.get("dryRun").is_some_and(|v| !v.is_empty())
     }
+
+    /// Carry the request's `User-Agent` along (under a key no client uses), so writes
+    /// without `?fieldManager=` can name their manager after the client, as upstream does.
+    pub fn with_user_agent(mut self, user_agent: Option<&str>) -> Self {
+        if let Some(ua) = user_agent {
+            self.0.push((USER_AGENT_PARAM.into(), ua.into()));
+        }
+        self
+    }
+
+    /// The field manager of a write: `?fieldManager=`, else upstream's `prefixFromUserAgent`:
+    /// the user agent before its first `/` (`kubectl/v1.33.0 (linux/amd64) ...` is
+    /// `kubectl`), printable characters only, at most 128 bytes.
+    pub fn field_manager(&self) -> String {
+        if let Some(m) = self.get("fieldManager").filter(|m| !m.is_empty()) {
+            return m.to_string();
+        }
+        let ua = self.get(USER_AGENT_PARAM).unwrap_or("");
+        let prefix = ua.split('/').next().unwrap_or("");
+        let mut out = String::new();
+        for c in prefix.chars().filter(|c| !c.is_control()) {
+            if out.len() + c.len_utf8() > FIELD_MANAGER_MAX_LEN {
+                break;
+            }
+            out.push(c);
+        }
+        out
+    }
 }
+
+/// The [`Params`] key [`Params::with_user_agent`] stores the user agent under. A client that
+/// spells it in its query (`%00user-agent`) only renames its own manager, which
+/// `?fieldManager=` can do anyway.
+pub const USER_AGENT_PARAM: &str = "\u{0}user-agent";
+
+/// Upstream's `FieldManagerMaxLength`.
+const FIELD_MANAGER_MAX_LEN: usize = 128;
 
 /// A successful answer: code, object, `Warning` headers.
 #[derive(Debug)]
@@ -387,6 +461,19 @@ mod tests {
         let mut w = json!({"apiVersion": "v1", "kind": "Pod"});
         let err = check_type("apps/v1", "Deployment", &mut w).expect_err("mismatch");
         assert_eq!(err.code, 400);
+    }
+
+    #[test]
+    fn field_manager_from_param_or_user_agent() {
+        let p = Params(vec![("fieldManager".into(), "mine".into())])
+            .with_user_agent(Some("kubectl/v1.33.0 (linux/amd64) kubernetes/abc"));
+        assert_eq!(p.field_manager(), "mine");
+        let p = Params::default().with_user_agent(Some("kubectl/v1.33.0 (linux/amd64)"));
+        assert_eq!(p.field_manager(), "kubectl");
+        let long = format!("{}\u{7}/x", "a".repeat(200));
+        let p = Params::default().with_user_agent(Some(&long));
+        assert_eq!(p.field_manager(), "a".repeat(128));
+        assert_eq!(Params::default().field_manager(), "");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 use serde_json::{json, Value};
 
+use kubelite_api::strategy::ScalePaths;
+
 use super::delete::DeleteOptions;
-use super::update::{write, Attempt, Part};
+use super::update::{write, write_tracked, Attempt, Part, Tracking};
 use super::{check_type, get_kv, Ctx, Params, Registry, Reply};
 use crate::body::{check_unknown, prune_kind, FieldProblems, FieldValidation};
 use crate::error::{ApiError, Result};
@@ -52,8 +54,32 @@ pub fn selector_string(sel: Option<&Value>) -> String {
     parts.join(",")
 }
 
-/// The Scale view of an object.
+/// The Scale view of an object of a built-in kind.
 pub fn scale_of(obj: &Value) -> Value {
+    scale_at(obj, &ScalePaths::default())
+}
+
+/// Set `value` at the JSON pointer `path`, creating the objects on the way.
+fn set_at(obj: &mut Value, path: &str, value: Value) {
+    let mut cur = obj;
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, seg) in segs.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        if i + 1 == segs.len() {
+            map.insert((*seg).to_string(), value);
+            return;
+        }
+        cur = map.entry((*seg).to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+/// The Scale view of an object whose replicas live at `paths`.
+pub fn scale_at(obj: &Value, paths: &ScalePaths) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let mut scale_meta = json!({});
     for k in [
@@ -68,26 +94,39 @@ pub fn scale_of(obj: &Value) -> Value {
         }
     }
     let replicas = obj
-        .pointer("/spec/replicas")
+        .pointer(&paths.spec_replicas)
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let status_replicas = obj
-        .pointer("/status/replicas")
+        .pointer(&paths.status_replicas)
         .and_then(Value::as_i64)
         .unwrap_or(0);
+    let selector = match &paths.selector {
+        Some(p) if paths.selector_is_string => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        Some(p) => selector_string(obj.pointer(p)),
+        None => String::new(),
+    };
+    let mut status = json!({"replicas": status_replicas});
+    if !selector.is_empty() || !paths.selector_is_string {
+        status["selector"] = json!(selector);
+    }
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": scale_meta,
         "spec": {"replicas": replicas},
-        "status": {"replicas": status_replicas, "selector": selector_string(obj.pointer("/spec/selector"))},
+        "status": status,
     })
 }
 
 /// GET `.../scale`.
 pub async fn get_scale(reg: &Registry, ctx: &Ctx, name: &str) -> Result<Reply> {
     let (_, obj) = get_kv(reg, ctx, name).await?;
-    Ok(Reply::ok(scale_of(&obj)))
+    Ok(Reply::ok(scale_at(&obj, &ctx.strategy.scale_paths())))
 }
 
 /// PUT (`body = Some(scale)`) or PATCH (`patch = Some((content type, bytes))`) of `.../scale`.
@@ -100,10 +139,22 @@ pub async fn write_scale(
     patch: Option<(&str, &[u8])>,
 ) -> Result<Reply> {
     let mode = FieldValidation::parse(params.get("fieldValidation"))?;
+    if patch.is_some_and(|(ct, _)| crate::model::is_apply(ct))
+        && params.get("fieldManager").is_none_or(str::is_empty)
+    {
+        return Err(crate::model::field_manager_required());
+    }
+    // Upstream records scale writes on the parent object, under subresource `scale`.
+    let manager = params.field_manager();
+    let tracking = Tracking::Update {
+        manager: &manager,
+        subresource: "scale",
+    };
     for attempt in 0..MAX_ATTEMPTS {
         super::conflict_pause(attempt).await;
         let (cur, old) = get_kv(reg, ctx, name).await?;
-        let current = scale_of(&old);
+        let paths = ctx.strategy.scale_paths();
+        let current = scale_at(&old, &paths);
         let mut scale = match (&body, patch) {
             (Some(b), _) => b.clone(),
             (None, Some((ct, bytes))) => {
@@ -137,10 +188,21 @@ pub async fn write_scale(
             return Err(ApiError::invalid(ctx.info, name, vec![cause]));
         }
         let mut new = old.clone();
-        new["spec"]["replicas"] = json!(replicas);
-        match write(reg, ctx, Part::Main, params, &cur, &old, new, warnings).await? {
+        set_at(&mut new, &paths.spec_replicas, json!(replicas));
+        let attempt = write_tracked(
+            reg,
+            ctx,
+            Part::Main,
+            params,
+            &cur,
+            &old,
+            new,
+            warnings,
+            tracking,
+        );
+        match attempt.await? {
             Attempt::Done(mut r) => {
-                r.body = scale_of(&r.body);
+                r.body = scale_at(&r.body, &paths);
                 return Ok(r);
             }
             Attempt::Raced => continue,

@@ -108,8 +108,23 @@ fn keep_server_metadata(ctx: &Ctx, old: &Value, new: &mut Value) {
     }
 }
 
+/// How a write records field ownership in `metadata.managedFields`.
+#[derive(Clone, Copy, Debug)]
+pub enum Tracking<'a> {
+    /// A non-apply write: `manager` gains an `Update` entry for `subresource`.
+    Update {
+        manager: &'a str,
+        subresource: &'a str,
+    },
+    /// The entries were computed already (server-side apply).
+    Computed,
+    /// Server-internal writes that no manager makes (pods/binding).
+    Untracked,
+}
+
 /// The shared write path of PUT, PATCH and the scale subresource: `incoming` is the full
 /// desired object, `cur`/`old` the stored state (raw and decoded) it was computed from.
+/// Ownership goes to the request's field manager through the subresource `part` names.
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     reg: &Registry,
@@ -119,11 +134,52 @@ pub async fn write(
     cur: &KeyValue,
     old: &Value,
     incoming: Value,
+    warnings: Vec<String>,
+) -> Result<Attempt> {
+    let manager = params.field_manager();
+    let tracking = match part {
+        Part::Main => Tracking::Update {
+            manager: &manager,
+            subresource: "",
+        },
+        Part::Status => Tracking::Update {
+            manager: &manager,
+            subresource: "status",
+        },
+        Part::Finalize => Tracking::Update {
+            manager: &manager,
+            subresource: "finalize",
+        },
+        Part::Whole => Tracking::Untracked,
+    };
+    write_tracked(reg, ctx, part, params, cur, old, incoming, warnings, tracking).await
+}
+
+/// [`write`] with explicit ownership bookkeeping.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_tracked(
+    reg: &Registry,
+    ctx: &Ctx,
+    part: Part,
+    params: &Params,
+    cur: &KeyValue,
+    old: &Value,
+    incoming: Value,
     mut warnings: Vec<String>,
+    tracking: Tracking<'_>,
 ) -> Result<Attempt> {
     let info = ctx.info;
     let name = super::name_of(old).to_string();
+    // Entries server-side apply computed travel in `incoming`, which a subresource write
+    // otherwise only takes its part of.
+    let computed = match tracking {
+        Tracking::Computed => incoming.pointer("/metadata/managedFields").cloned(),
+        _ => None,
+    };
     let mut new = merge_parts(ctx, part, old, incoming);
+    if let (Some(entries), Some(m)) = (computed, meta_mut(&mut new)) {
+        m.insert("managedFields".into(), entries);
+    }
     keep_server_metadata(ctx, old, &mut new);
     super::drop_empty_metadata(&mut new);
     crate::services::keep_allocations(ctx, old, &mut new);
@@ -144,6 +200,23 @@ pub async fn write(
             m.insert("generation".into(), json!(gen));
         }
     }
+    match tracking {
+        Tracking::Update {
+            manager,
+            subresource,
+        } => crate::model::track_update(
+            ctx.strategy.as_ref(),
+            Some(old),
+            &mut new,
+            manager,
+            subresource,
+        ),
+        // Server-side apply computed the entries; a client cannot rewrite them through
+        // another part, and internal writes keep them.
+        Tracking::Computed => {}
+        Tracking::Untracked => keep_managed_fields(old, &mut new),
+    }
+    super::drop_empty_metadata(&mut new);
     super::set_rv(&mut new, cur.mod_revision);
     if super::same_object(&new, old) {
         return Ok(Attempt::Done(Reply {
@@ -199,6 +272,15 @@ pub async fn write(
         Err(kubelite_storage::Error::Conflict { .. }) => Ok(Attempt::Raced),
         Err(e) => Err(ApiError::from_storage(e, ctx.target(&name))),
     }
+}
+
+/// Keep the stored `metadata.managedFields` on a write that does not track ownership.
+fn keep_managed_fields(old: &Value, new: &mut Value) {
+    let Some(m) = meta_mut(new) else { return };
+    match old.pointer("/metadata/managedFields") {
+        Some(v) => m.insert("managedFields".into(), v.clone()),
+        None => m.remove("managedFields"),
+    };
 }
 
 /// An update that removes the last finalizer of an object being deleted completes the delete
@@ -274,7 +356,7 @@ pub async fn update_checked(
     }
     check_namespace(ctx, &mut obj)?;
     let mode = FieldValidation::parse(params.get("fieldValidation"))?;
-    let unknown = prune_unknown(info, &mut obj)?;
+    let unknown = prune_unknown(ctx.strategy.as_ref(), &mut obj)?;
     let warnings = check_unknown_in_body(info, mode, FieldProblems { unknown, duplicate })?;
     let precondition = rv_precondition(&obj);
     for attempt in 0..MAX_ATTEMPTS {
@@ -330,23 +412,60 @@ pub async fn patch(
     let info = ctx.info;
     let mode = FieldValidation::parse(params.get("fieldValidation"))?;
     let apply = crate::model::is_apply(content_type);
+    let manager = params.field_manager();
+    let applied = if apply {
+        if params.get("fieldManager").is_none_or(str::is_empty) {
+            return Err(crate::model::field_manager_required());
+        }
+        let mut applied = crate::model::parse_apply(body)?;
+        check_type(&info.api_version(), info.kind, &mut applied)?;
+        Some(applied)
+    } else {
+        None
+    };
+    let subresource = match part {
+        Part::Status => "status",
+        Part::Finalize => "finalize",
+        Part::Main | Part::Whole => "",
+    };
     for attempt in 0..MAX_ATTEMPTS {
         super::conflict_pause(attempt).await;
-        let (cur, old) = match get_kv(reg, ctx, name).await {
+        let (cur, old) = match (get_kv(reg, ctx, name).await, &applied) {
             // Server-side apply creates what does not exist yet.
-            Err(e) if e.code == 404 && apply && part == Part::Main => {
-                let obj = crate::model::parse_apply(body)?;
-                if super::name_of(&obj) != name {
+            (Err(e), Some(applied)) if e.code == 404 && part == Part::Main => {
+                if super::name_of(applied) != name {
                     return Err(ApiError::bad_request(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
-                        super::name_of(&obj)
+                        super::name_of(applied)
                     )));
                 }
-                return super::create::create(reg, ctx, params, obj).await;
+                let created = crate::model::server_side_apply(
+                    ctx.strategy.as_ref(),
+                    None,
+                    applied,
+                    &manager,
+                    "",
+                    params.flag("force"),
+                )?;
+                match super::create::create_applied(reg, ctx, params, created).await {
+                    // Someone else created it meanwhile: apply onto theirs.
+                    Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                    r => return r,
+                }
             }
-            r => r?,
+            (r, _) => r?,
         };
-        let mut patched = crate::model::apply_patch(info, &old, content_type, body)?;
+        let mut patched = match &applied {
+            Some(applied) => crate::model::server_side_apply(
+                ctx.strategy.as_ref(),
+                Some(&old),
+                applied,
+                &manager,
+                subresource,
+                params.flag("force"),
+            )?,
+            None => crate::model::apply_patch(info, &old, content_type, body)?,
+        };
         check_type(&info.api_version(), info.kind, &mut patched)?;
         if super::name_of(&patched) != name {
             return Err(ApiError::bad_request(format!(
@@ -355,7 +474,7 @@ pub async fn patch(
             )));
         }
         check_namespace(ctx, &mut patched)?;
-        let unknown = prune_unknown(info, &mut patched)?;
+        let unknown = prune_unknown(ctx.strategy.as_ref(), &mut patched)?;
         let warnings = check_unknown(
             mode,
             FieldProblems {
@@ -370,7 +489,19 @@ pub async fn patch(
         if precondition.is_some() {
             return Err(ApiError::stale(ctx.target(name)));
         }
-        match write(reg, ctx, part, params, &cur, &old, patched, warnings).await? {
+        let tracking = match (&applied, part) {
+            (Some(_), _) => Tracking::Computed,
+            (None, Part::Whole) => Tracking::Untracked,
+            (None, _) => Tracking::Update {
+                manager: &manager,
+                subresource,
+            },
+        };
+        match write_tracked(
+            reg, ctx, part, params, &cur, &old, patched, warnings, tracking,
+        )
+        .await?
+        {
             Attempt::Done(r) => return Ok(r),
             Attempt::Raced => continue,
         }

@@ -183,7 +183,7 @@ pub async fn watch(
         }
         None => None,
     };
-    let cache = reg.caches.get(&ctx.cache_prefix()).cloned();
+    let cache = reg.cache(&ctx.cache_prefix());
     let prefix = ctx.collection_prefix();
     let initial_wanted = match send_initial {
         Some(v) => v,

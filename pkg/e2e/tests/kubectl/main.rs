@@ -6,6 +6,7 @@
 
 mod apply;
 mod basics;
+mod crd;
 mod create_get;
 mod delete;
 mod errors;
@@ -53,4 +54,5 @@ kubelite_e2e::e2e_main!(
     inspect::diff_and_set_image,
     inspect::streams_without_kubelet,
     nodes::node_admin,
+    crd::crd_lifecycle,
 );
