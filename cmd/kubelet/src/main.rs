@@ -23,6 +23,24 @@ struct Args {
     /// Subnet of the pod network.
     #[arg(long, default_value = "10.244.0.0/16")]
     pod_subnet: String,
+    /// Directory for pod volumes and per-pod resolv.conf/hosts.
+    #[arg(long, default_value = "/var/lib/kubelite/kubelet")]
+    root_dir: std::path::PathBuf,
+    /// Cluster DNS server IP for dnsPolicy ClusterFirst (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    /// Cluster domain in pod DNS search paths.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Resolver config that dnsPolicy Default pods inherit.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: std::path::PathBuf,
+    /// Directory of static pod manifests to run.
+    #[arg(long)]
+    pod_manifest_path: Option<std::path::PathBuf>,
+    /// Run no containers, only pretend to (control-plane scale tests).
+    #[arg(long)]
+    hollow: bool,
 }
 
 #[tokio::main]
@@ -44,6 +62,12 @@ async fn main() -> anyhow::Result<()> {
     config.listen = std::net::SocketAddr::from(([0, 0, 0, 0], args.port));
     config.pod_network = args.pod_network;
     config.pod_subnet = args.pod_subnet;
+    config.root_dir = args.root_dir;
+    config.cluster_dns = args.cluster_dns;
+    config.cluster_domain = args.cluster_domain;
+    config.resolv_conf = args.resolv_conf;
+    config.pod_manifest_path = args.pod_manifest_path;
+    config.hollow = args.hollow;
     let client = kube::Client::try_default().await?;
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -47,6 +47,66 @@ fn err(e: DockerError) -> RuntimeError {
     }
 }
 
+/// A bind mount, or a named tmpfs volume Docker creates on first use and the pod shares.
+fn docker_mount(m: &crate::runtime::Mount) -> bollard::models::Mount {
+    use bollard::models::{
+        MountBindOptions, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    };
+    if m.tmpfs_volume {
+        let opts = HashMap::from([
+            ("type".to_string(), "tmpfs".to_string()),
+            ("device".to_string(), "tmpfs".to_string()),
+        ]);
+        return bollard::models::Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.source.clone()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(m.read_only),
+            volume_options: Some(MountVolumeOptions {
+                driver_config: Some(MountVolumeOptionsDriverConfig {
+                    name: Some("local".into()),
+                    options: Some(opts),
+                }),
+                labels: Some(HashMap::from([(
+                    "kubelite.io/volume".to_string(),
+                    "emptydir".to_string(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+    }
+    bollard::models::Mount {
+        target: Some(m.target.clone()),
+        source: Some(m.source.clone()),
+        typ: Some(MountType::BIND),
+        read_only: Some(m.read_only),
+        // hostPath volumes without a type may name a missing path: Docker creates it, as `-v` does.
+        bind_options: Some(MountBindOptions {
+            create_mountpoint: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// hostPort bindings keyed as Docker wants them (`80/tcp`).
+fn port_map(ports: &[crate::runtime::PortBinding]) -> bollard::models::PortMap {
+    let mut map = bollard::models::PortMap::new();
+    for p in ports {
+        let key = format!("{}/{}", p.container_port, p.protocol.to_lowercase());
+        let binding = bollard::models::PortBinding {
+            host_ip: (!p.host_ip.is_empty()).then(|| p.host_ip.clone()),
+            host_port: Some(p.host_port.to_string()),
+        };
+        map.entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    map
+}
+
 fn to_info(r: bollard::models::ContainerInspectResponse, network: Option<&str>) -> ContainerInfo {
     let state = r.state.unwrap_or_default();
     let run = if state.running.unwrap_or(false) {
@@ -141,9 +201,18 @@ impl Runtime for DockerRuntime {
             memory: spec.memory,
             cpu_quota: spec.cpu_quota,
             cpu_period: spec.cpu_quota.map(|_| 100_000),
+            mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
+            privileged: Some(spec.privileged),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+            cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+            readonly_rootfs: Some(spec.read_only_rootfs),
+            port_bindings: (!spec.ports.is_empty()).then(|| port_map(&spec.ports)),
             ..Default::default()
         };
         let body = ContainerCreateBody {
+            user: spec.user.clone(),
+            exposed_ports: (!spec.ports.is_empty())
+                .then(|| port_map(&spec.ports).into_keys().collect()),
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
             cmd: spec.cmd.clone(),
@@ -152,6 +221,11 @@ impl Runtime for DockerRuntime {
             labels: Some(spec.labels.clone().into_iter().collect()),
             hostname: spec.hostname.clone(),
             host_config: Some(host_config),
+            // What `kubectl attach -i` needs: an open stdin Docker keeps for later attaches.
+            open_stdin: Some(spec.stdin),
+            attach_stdin: Some(spec.stdin),
+            stdin_once: Some(spec.stdin_once),
+            tty: Some(spec.tty),
             ..Default::default()
         };
         let opts = CreateContainerOptions {
@@ -324,5 +398,58 @@ impl Runtime for DockerRuntime {
             h: i32::from(height),
         };
         self.docker.resize_exec(exec_id, opts).await.map_err(err)
+    }
+
+    async fn attach(&self, id: &str, stdin: bool, _tty: bool) -> Result<ExecSession> {
+        use bollard::container::LogOutput;
+        let opts = bollard::query_parameters::AttachContainerOptions {
+            detach_keys: None,
+            logs: false,
+            stream: true,
+            stdin,
+            stdout: true,
+            stderr: true,
+        };
+        let r = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .map_err(err)?;
+        Ok(ExecSession {
+            id: id.to_string(),
+            output: Box::pin(r.output.filter_map(|r| async move {
+                match r {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        Some(Ok((1, message)))
+                    }
+                    Ok(LogOutput::StdErr { message }) => Some(Ok((2, message))),
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(err(e))),
+                }
+            })),
+            input: r.input,
+        })
+    }
+
+    async fn resize(&self, id: &str, width: u16, height: u16) -> Result<()> {
+        let opts = bollard::query_parameters::ResizeContainerTTYOptions {
+            w: i32::from(width),
+            h: i32::from(height),
+        };
+        self.docker
+            .resize_container_tty(id, opts)
+            .await
+            .map_err(err)
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let opts = bollard::query_parameters::RemoveVolumeOptions { force: true };
+        match self.docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
     }
 }

@@ -1,4 +1,7 @@
-//! `/exec/{ns}/{pod}/{container}` over WebSocket (`v5.channel.k8s.io`/`v4.channel.k8s.io`).
+//! `/exec/{ns}/{pod}/{container}` and `/attach/{ns}/{pod}/{container}` over WebSocket
+//! (`v5.channel.k8s.io`/`v4.channel.k8s.io`), and the runtime side both share with the SPDY
+//! variant (`remotecommand`): starting the process (an exec, or an attach to the container's
+//! main process), resizing its terminal and its final status.
 //!
 //! Binary frames start with a channel byte: 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize;
 //! in v5 the client closes stdin with `[255, 0]`. The status frame carries a `Status` object.
@@ -21,6 +24,58 @@ pub(crate) struct ExecRequest {
     pub command: Vec<String>,
     pub stdin: bool,
     pub tty: bool,
+    /// Attach to the container's own process instead of running `command`.
+    pub attach: bool,
+}
+
+impl ExecRequest {
+    /// Starts the exec, or attaches to the container.
+    pub(crate) async fn start(
+        &self,
+        runtime: &dyn Runtime,
+    ) -> crate::runtime::Result<crate::runtime::ExecSession> {
+        if self.attach {
+            runtime
+                .attach(&self.container_id, self.stdin, self.tty)
+                .await
+        } else {
+            runtime
+                .exec(&self.container_id, &self.command, self.stdin, self.tty)
+                .await
+        }
+    }
+
+    /// Resizes the terminal of session `id` (an exec id, or the container for attach).
+    pub(crate) async fn resize(&self, runtime: &dyn Runtime, id: &str, width: u16, height: u16) {
+        if width == 0 || height == 0 {
+            return;
+        }
+        let r = if self.attach {
+            runtime.resize(&self.container_id, width, height).await
+        } else {
+            runtime.exec_resize(id, width, height).await
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "terminal resize failed");
+        }
+    }
+
+    /// The status to report once the output ended: the exec's exit code; an attach ends
+    /// successfully when the stream does (upstream reports no exit code for attach).
+    pub(crate) async fn outcome(&self, runtime: &dyn Runtime, id: &str) -> Result<i64, String> {
+        if self.attach {
+            return Ok(0);
+        }
+        runtime.exec_exit_code(id).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Parses a `{"Width":..,"Height":..}` terminal size message.
+pub(crate) fn parse_size(data: &[u8]) -> Option<(u16, u16)> {
+    let size: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let w = size.get("Width").and_then(|v| v.as_u64())?;
+    let h = size.get("Height").and_then(|v| v.as_u64())?;
+    Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
 }
 
 /// The final status frame body for an exit code (or a runtime error).
@@ -59,10 +114,7 @@ pub(crate) async fn session(
     req: ExecRequest,
 ) {
     let (mut sink, mut incoming) = socket.split();
-    let exec = match runtime
-        .exec(&req.container_id, &req.command, req.stdin, req.tty)
-        .await
-    {
+    let exec = match req.start(runtime.as_ref()).await {
         Ok(e) => e,
         Err(e) => {
             let body = status_body(&req.command, Err(e.to_string()));
@@ -75,6 +127,7 @@ pub(crate) async fn session(
     let mut input = exec.input;
     let resize_rt = runtime.clone();
     let resize_id = exec_id.clone();
+    let resize_req = req.clone();
     // Client → process: stdin bytes, stdin close, terminal resizes.
     let reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = incoming.next().await {
@@ -94,12 +147,10 @@ pub(crate) async fn session(
                     let _ = input.shutdown().await;
                 }
                 Some(4) => {
-                    let size: serde_json::Value =
-                        serde_json::from_slice(&data[1..]).unwrap_or_default();
-                    let w = size.get("Width").and_then(|v| v.as_u64()).unwrap_or(0) as u16;
-                    let h = size.get("Height").and_then(|v| v.as_u64()).unwrap_or(0) as u16;
-                    if w > 0 && h > 0 {
-                        let _ = resize_rt.exec_resize(&resize_id, w, h).await;
+                    if let Some((w, h)) = parse_size(&data[1..]) {
+                        resize_req
+                            .resize(resize_rt.as_ref(), &resize_id, w, h)
+                            .await;
                     }
                 }
                 _ => {}
@@ -108,7 +159,14 @@ pub(crate) async fn session(
     });
     let mut output = exec.output;
     let mut failure = None;
-    while let Some(item) = output.next().await {
+    let mut reader = reader;
+    loop {
+        let item = tokio::select! {
+            item = output.next() => item,
+            // The client went away: an attached container may stay silent for ever.
+            _ = &mut reader => break,
+        };
+        let Some(item) = item else { break };
         match item {
             Ok((ch, data)) => {
                 if sink.send(frame(ch, &data)).await.is_err() {
@@ -124,10 +182,7 @@ pub(crate) async fn session(
     reader.abort();
     let result = match failure {
         Some(msg) => Err(msg),
-        None => runtime
-            .exec_exit_code(&exec_id)
-            .await
-            .map_err(|e| e.to_string()),
+        None => req.outcome(runtime.as_ref(), &exec_id).await,
     };
     let body = status_body(&req.command, result);
     let _ = sink.send(frame(3, body.to_string().as_bytes())).await;

@@ -1,14 +1,29 @@
 //! The kubelet: registers its Node, renews its Lease and runs the node's pods in a container runtime.
 
+mod containers;
+mod dns;
 pub mod docker;
+mod events;
 mod exec;
+pub mod hollow;
+mod hooks;
+mod init;
+mod metrics;
 mod node;
 mod pods;
+mod portforward;
 mod probe;
+mod projection;
+mod remotecommand;
 pub mod runtime;
 mod server;
+mod spdy;
 mod spec;
+mod static_pods;
 mod status;
+mod streams;
+mod volumes;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -79,6 +94,18 @@ pub struct Config {
     pub lease_interval: std::time::Duration,
     /// How often Node status is re-posted even without change.
     pub status_interval: std::time::Duration,
+    /// Where pod volumes and per-pod files (resolv.conf, hosts) live: `<root>/pods/<uid>/`.
+    pub root_dir: std::path::PathBuf,
+    /// Cluster DNS server IPs for `dnsPolicy: ClusterFirst` pods; empty means the host's.
+    pub cluster_dns: Vec<String>,
+    /// The cluster domain in pod DNS search paths.
+    pub cluster_domain: String,
+    /// A directory of static pod manifests (YAML/JSON) this kubelet runs on its own.
+    pub pod_manifest_path: Option<std::path::PathBuf>,
+    /// The host resolv.conf that `dnsPolicy: Default` pods get.
+    pub resolv_conf: std::path::PathBuf,
+    /// Run no containers: a [`hollow::HollowRuntime`] fakes them, for control-plane scale tests.
+    pub hollow: bool,
 }
 
 impl Config {
@@ -93,6 +120,12 @@ impl Config {
             pause_image: PAUSE_IMAGE.into(),
             lease_interval: std::time::Duration::from_secs(10),
             status_interval: std::time::Duration::from_secs(60),
+            root_dir: "/var/lib/kubelite/kubelet".into(),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            pod_manifest_path: None,
+            resolv_conf: "/etc/resolv.conf".into(),
+            hollow: false,
         }
     }
 }
@@ -112,7 +145,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let runtime: Arc<dyn Runtime> = Arc::new(docker::DockerRuntime::connect()?);
+    let runtime: Arc<dyn Runtime> = if config.hollow {
+        Arc::new(hollow::HollowRuntime::default())
+    } else {
+        Arc::new(docker::DockerRuntime::connect()?)
+    };
     run_with_runtime(client, config, runtime, shutdown).await
 }
 

@@ -79,6 +79,19 @@ fn memory_capacity() -> Quantity {
     Quantity(format!("{kib}Ki"))
 }
 
+/// The node's CPU count and memory bytes, for resourceFieldRef defaults.
+pub(crate) fn capacity() -> (i64, i64) {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
+    let kib = memory_capacity()
+        .0
+        .trim_end_matches("Ki")
+        .parse::<i64>()
+        .unwrap_or(0);
+    (cpus, kib * 1024)
+}
+
 fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()

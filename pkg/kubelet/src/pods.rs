@@ -1,180 +1,31 @@
-//! Pod workers: a watch of this node's pods, one task per pod, and the idempotent sync of a pod.
+//! The idempotent sync of one pod: volumes, sandbox, init and app containers, status, and
+//! graceful termination.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::containers::{sync_one, PodContext};
 use crate::runtime::{ContainerInfo, RunState};
 use crate::status::{self, Observed};
+use crate::volumes::PodVolumes;
 use crate::{spec, Kubelet, LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_NODE, LABEL_POD_UID, SANDBOX};
 
-/// How often a worker re-syncs without an API event (container exits are polled).
-const RESYNC: Duration = Duration::from_secs(1);
-const BACKOFF_START: i64 = 10;
-const BACKOFF_MAX: i64 = 300;
+/// The worker owner lives in `workers`; the API server module still finds it here.
+pub(crate) use crate::workers::PodManager;
 
-struct Worker {
-    tx: watch::Sender<Option<Pod>>,
-    task: JoinHandle<()>,
-}
+/// How often configMap/secret/downwardAPI volumes are re-projected, so updates reach pods.
+const VOLUME_RESYNC: Duration = Duration::from_secs(10);
+/// The least time between two FailedMount events of one pod.
+const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(10);
 
-/// Owns the per-pod workers.
-#[derive(Clone)]
-pub(crate) struct PodManager {
-    k: Arc<Kubelet>,
-    workers: Arc<Mutex<HashMap<String, Worker>>>,
-}
-
-impl PodManager {
-    pub(crate) fn new(k: Arc<Kubelet>) -> Self {
-        Self {
-            k,
-            workers: Arc::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
-        self.workers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The pods this kubelet currently runs.
-    pub(crate) fn pods(&self) -> Vec<Pod> {
-        self.lock()
-            .values()
-            .filter_map(|w| w.tx.borrow().clone())
-            .collect()
-    }
-
-    /// Stops every worker task (containers keep running).
-    pub(crate) fn abort_all(&self) {
-        for w in self.lock().values() {
-            w.task.abort();
-        }
-    }
-
-    fn upsert(&self, pod: Pod) {
-        let Some(uid) = pod.metadata.uid.clone() else {
-            return;
-        };
-        let mut workers = self.lock();
-        if let Some(w) = workers.get(&uid) {
-            w.tx.send_replace(Some(pod));
-            return;
-        }
-        let (tx, rx) = watch::channel(Some(pod));
-        let task = tokio::spawn(worker(self.k.clone(), uid.clone(), rx));
-        workers.insert(uid, Worker { tx, task });
-    }
-
-    fn gone(&self, uid: &str) {
-        if let Some(w) = self.lock().remove(uid) {
-            w.tx.send_replace(None);
-        }
-    }
-
-    /// Watches this node's pods until aborted.
-    pub(crate) async fn run(self) {
-        let api: Api<Pod> = Api::all(self.k.client.clone());
-        let cfg = watcher::Config::default()
-            .fields(&format!("spec.nodeName={}", self.k.config.node_name));
-        let mut stream = watcher(api, cfg).boxed();
-        let mut init: HashSet<String> = HashSet::new();
-        let gc = tokio::spawn(gc_loop(self.clone()));
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(watcher::Event::Init) => init.clear(),
-                Ok(watcher::Event::InitApply(p)) => {
-                    init.extend(p.metadata.uid.clone());
-                    self.upsert(p);
-                }
-                Ok(watcher::Event::InitDone) => {
-                    // Pods that vanished while the watch was down.
-                    let stale: Vec<String> = self
-                        .lock()
-                        .keys()
-                        .filter(|u| !init.contains(*u))
-                        .cloned()
-                        .collect();
-                    for uid in stale {
-                        self.gone(&uid);
-                    }
-                }
-                Ok(watcher::Event::Apply(p)) => self.upsert(p),
-                Ok(watcher::Event::Delete(p)) => {
-                    if let Some(uid) = p.metadata.uid.as_deref() {
-                        self.gone(uid);
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "pod watch failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-        gc.abort();
-    }
-}
-
-/// Removes containers of this node whose pod has no worker (deleted while the kubelet was down).
-async fn gc_loop(m: PodManager) {
-    // Give the initial list time to create workers before judging containers orphaned.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    loop {
-        let node = m.k.config.node_name.clone();
-        match m.k.runtime.list(&[(LABEL_NODE, &node)]).await {
-            Ok(all) => {
-                let known: HashSet<String> = m.lock().keys().cloned().collect();
-                for c in all {
-                    let uid = c.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
-                    if !known.contains(&uid) {
-                        info!(container = %c.id, pod_uid = %uid, "removing orphaned container");
-                        let _ = m.k.runtime.stop(&c.id, 2).await;
-                        let _ = m.k.runtime.remove(&c.id).await;
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "container gc failed"),
-        }
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    }
-}
-
-async fn worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
-    let mut state = PodState::default();
-    loop {
-        let pod = rx.borrow_and_update().clone();
-        match pod {
-            None => {
-                if let Err(e) = kill_pod(&k, &uid, 2).await {
-                    warn!(pod_uid = %uid, error = %e, "cleanup of removed pod failed");
-                }
-                return;
-            }
-            Some(pod) => {
-                if let Err(e) = sync_pod(&k, &pod, &mut state).await {
-                    warn!(pod = %key(&pod), error = %e, "pod sync failed");
-                }
-            }
-        }
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(RESYNC) => {}
-        }
-    }
-}
-
-fn key(p: &Pod) -> String {
+/// `namespace/name` for logs.
+pub(crate) fn key(p: &Pod) -> String {
     format!(
         "{}/{}",
         p.metadata.namespace.as_deref().unwrap_or_default(),
@@ -186,11 +37,15 @@ fn key(p: &Pod) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct PodState {
     /// Failed image lookups per container, for ErrImagePull → ImagePullBackOff.
-    pull_failures: HashMap<String, u32>,
+    pub pull_failures: HashMap<String, u32>,
     /// Probe results per container.
-    probes: crate::probe::Probes,
+    pub probes: crate::probe::Probes,
     /// Set once the pod was deleted from the API.
     finished: bool,
+    /// The pod's volumes as of their last projection, and when that was.
+    volumes: Option<(PodVolumes, Instant)>,
+    /// When FailedMount was last recorded, to keep the event stream readable.
+    mount_event: Option<Instant>,
 }
 
 /// Errors of one sync; logged and retried on the next resync.
@@ -204,7 +59,8 @@ pub(crate) enum SyncError {
     NoPause(String),
 }
 
-fn attempt(c: &ContainerInfo) -> i32 {
+/// The restart attempt a container was created for.
+pub(crate) fn attempt(c: &ContainerInfo) -> i32 {
     c.labels
         .get(LABEL_ATTEMPT)
         .and_then(|a| a.parse().ok())
@@ -212,7 +68,7 @@ fn attempt(c: &ContainerInfo) -> i32 {
 }
 
 /// Containers of one name in the pod, newest attempt last.
-fn of(all: &[ContainerInfo], name: &str) -> Vec<ContainerInfo> {
+pub(crate) fn of(all: &[ContainerInfo], name: &str) -> Vec<ContainerInfo> {
     let mut v: Vec<ContainerInfo> = all
         .iter()
         .filter(|c| c.labels.get(LABEL_CONTAINER).map(String::as_str) == Some(name))
@@ -222,8 +78,14 @@ fn of(all: &[ContainerInfo], name: &str) -> Vec<ContainerInfo> {
     v
 }
 
-/// Stops (with this grace) and removes every container of the pod.
-pub(crate) async fn kill_pod(k: &Kubelet, uid: &str, grace: i64) -> Result<(), SyncError> {
+/// Stops (with this grace) and removes every container of the pod, then its volumes. Running
+/// containers get their preStop hook first, inside the grace period, as upstream.
+pub(crate) async fn kill_pod(
+    k: &Kubelet,
+    pod: Option<&Pod>,
+    uid: &str,
+    grace: i64,
+) -> Result<(), SyncError> {
     let node = &k.config.node_name;
     let all = k
         .runtime
@@ -232,11 +94,39 @@ pub(crate) async fn kill_pod(k: &Kubelet, uid: &str, grace: i64) -> Result<(), S
     let (sandboxes, apps): (Vec<_>, Vec<_>) = all
         .into_iter()
         .partition(|c| c.labels.get(LABEL_CONTAINER).map(String::as_str) == Some(SANDBOX));
+    let pod_ip = pod
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
     // App containers first and in parallel, so each gets the full grace period; the sandbox last.
     let stops = apps
         .iter()
         .filter(|c| c.state == RunState::Running)
-        .map(|c| k.runtime.stop(&c.id, grace));
+        .map(|c| {
+            let spec_c = pod.and_then(|p| {
+                let name = c.labels.get(LABEL_CONTAINER)?;
+                crate::hooks::spec_container(p, name)
+            });
+            let pod_ip = pod_ip.clone();
+            async move {
+                let left = match spec_c {
+                    Some(sc) => {
+                        let (left, err) =
+                            crate::hooks::pre_stop(k.runtime.as_ref(), sc, &c.id, &pod_ip, grace)
+                                .await;
+                        if let (Some(e), Some(p)) = (err, pod) {
+                            let msg = format!("PreStopHook failed: {e}");
+                            let path = crate::events::container_path(false, &sc.name);
+                            crate::events::record(k, p, "Warning", "FailedPreStopHook", &msg, path)
+                                .await;
+                        }
+                        left
+                    }
+                    None => grace,
+                };
+                k.runtime.stop(&c.id, left).await
+            }
+        });
     for r in futures::future::join_all(stops).await {
         r?;
     }
@@ -244,12 +134,8 @@ pub(crate) async fn kill_pod(k: &Kubelet, uid: &str, grace: i64) -> Result<(), S
         k.runtime.stop(&c.id, 0).await?;
         k.runtime.remove(&c.id).await?;
     }
+    crate::volumes::teardown(k, pod, uid).await;
     Ok(())
-}
-
-fn backoff(restarts: i32) -> i64 {
-    let exp = restarts.clamp(0, 10) as u32;
-    (BACKOFF_START * 2i64.pow(exp)).min(BACKOFF_MAX)
 }
 
 /// Brings the runtime in line with the pod and writes its status when it changed.
@@ -277,7 +163,7 @@ pub(crate) async fn sync_pod(
                     .and_then(|s| s.termination_grace_period_seconds)
             })
             .unwrap_or(30);
-        kill_pod(k, &uid, grace).await?;
+        kill_pod(k, Some(pod), &uid, grace).await?;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {
@@ -301,6 +187,7 @@ pub(crate) async fn sync_pod(
     };
     let new = status::pod_status(
         &old_status,
+        &r.init,
         &r.observed,
         &r.restart_policy,
         r.pod_ip.as_deref(),
@@ -320,13 +207,51 @@ pub(crate) async fn sync_pod(
 /// The outcome of [`reconcile`]: what each spec container looks like now.
 #[derive(Debug)]
 pub(crate) struct Reconciled {
+    pub init: Vec<Observed>,
     pub observed: Vec<Observed>,
     pub pod_ip: Option<String>,
     pub restart_policy: String,
 }
 
-/// Makes the runtime match a live (not deleted) pod: sandbox, app containers, restarts with
-/// back-off. Idempotent; finds everything by labels. `None` for terminal pods.
+/// Every container of the pod waiting with one reason (volumes not ready yet).
+fn all_waiting(pod: &Pod, reason: &str) -> (Vec<Observed>, Vec<Observed>) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
+    let w = |c: &k8s_openapi::api::core::v1::Container, r: &str| {
+        let mut o = crate::init::initializing(&c.name, c.image.as_ref());
+        o.waiting = Some((r.into(), String::new()));
+        o
+    };
+    let app_reason = if has_init { "PodInitializing" } else { reason };
+    (
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| w(c, "PodInitializing"))
+            .collect(),
+        spec.containers.iter().map(|c| w(c, app_reason)).collect(),
+    )
+}
+
+/// Projects the pod's volumes when due; `Err` is the FailedMount message.
+async fn volumes(k: &Kubelet, pod: &Pod, state: &mut PodState) -> Result<PodVolumes, String> {
+    if k.config.hollow {
+        return Ok(PodVolumes::default());
+    }
+    if let Some((v, at)) = &state.volumes {
+        if at.elapsed() < VOLUME_RESYNC {
+            return Ok(v.clone());
+        }
+    }
+    let (cpus, mem) = crate::node::capacity();
+    let v = crate::volumes::setup(&k.client, &k.config.root_dir, pod, cpus, mem).await?;
+    state.volumes = Some((v.clone(), Instant::now()));
+    Ok(v)
+}
+
+/// Makes the runtime match a live (not deleted) pod: sandbox, volumes, init containers, app
+/// containers, restarts with back-off. Idempotent; finds everything by labels. `None` for
+/// terminal pods.
 pub(crate) async fn reconcile(
     k: &Kubelet,
     pod: &Pod,
@@ -334,7 +259,6 @@ pub(crate) async fn reconcile(
 ) -> Result<Option<Reconciled>, SyncError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let node = k.config.node_name.clone();
-    let name = pod.metadata.name.clone().unwrap_or_default();
     let spec_ = pod.spec.clone().unwrap_or_default();
     let old_status = pod.status.clone().unwrap_or_default();
     let phase = old_status.phase.as_deref().unwrap_or("Pending");
@@ -350,6 +274,33 @@ pub(crate) async fn reconcile(
         }
         return Ok(None);
     }
+    let policy = spec_
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    // Volumes come before the sandbox, as upstream: a pod whose volumes cannot mount stays
+    // ContainerCreating with FailedMount events and no containers at all.
+    let vols = match volumes(k, pod, state).await {
+        Ok(v) => v,
+        Err(msg) => {
+            warn!(pod = %key(pod), error = %msg, "volume setup failed");
+            if state
+                .mount_event
+                .is_none_or(|t| t.elapsed() >= MOUNT_EVENT_EVERY)
+            {
+                state.mount_event = Some(Instant::now());
+                let text = format!("MountVolume.SetUp failed: {msg}");
+                crate::events::record(k, pod, "Warning", "FailedMount", &text, None).await;
+            }
+            let (init, observed) = all_waiting(pod, "ContainerCreating");
+            return Ok(Some(Reconciled {
+                init,
+                observed,
+                pod_ip: None,
+                restart_policy: policy,
+            }));
+        }
+    };
     let host_network = spec_.host_network.unwrap_or(false);
     let mut sandbox = sandboxes.last().cloned();
     if sandbox
@@ -392,121 +343,41 @@ pub(crate) async fn reconcile(
             .await?
             .ip
     };
-    let policy = spec_
-        .restart_policy
-        .clone()
-        .unwrap_or_else(|| "Always".into());
+    let common = if k.config.hollow {
+        Vec::new()
+    } else {
+        match crate::dns::setup(k, pod, pod_ip.as_deref().unwrap_or_default()) {
+            Ok(m) => m,
+            Err(msg) => {
+                warn!(pod = %key(pod), error = %msg, "writing resolv.conf/hosts failed");
+                Vec::new()
+            }
+        }
+    };
     let all = k
         .runtime
         .list(&[(LABEL_NODE, &node), (LABEL_POD_UID, &uid)])
         .await?;
+    let ctx = PodContext {
+        k,
+        pod,
+        sandbox_id: &sandbox_id,
+        pod_ip: pod_ip.as_deref().unwrap_or_default(),
+        volumes: &vols,
+        common: &common,
+        all: &all,
+    };
+    let inits = crate::init::sync_inits(&ctx, &policy, state).await?;
     let mut observed = Vec::new();
     for c in &spec_.containers {
-        let mut o = Observed {
-            name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        let mine = of(&all, &c.name);
-        let latest = mine.last().cloned();
-        o.previous = mine.len().checked_sub(2).and_then(|i| mine.get(i).cloned());
-        o.restart_count = latest.as_ref().map(attempt).unwrap_or(0);
-        let start_attempt = match &latest {
-            None => Some(0),
-            Some(l) => match l.state {
-                RunState::Running => None,
-                RunState::Created => {
-                    k.runtime.start(&l.id).await?;
-                    None
-                }
-                RunState::Exited { code, .. } => {
-                    let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
-                    if !restart {
-                        None
-                    } else {
-                        let finished = status::time(&l.finished_at)
-                            .map(|t| t.0.as_second())
-                            .unwrap_or(0);
-                        let wait = backoff(attempt(l));
-                        if Timestamp::now().as_second() >= finished + wait {
-                            Some(attempt(l) + 1)
-                        } else {
-                            o.waiting = Some((
-                                "CrashLoopBackOff".into(),
-                                format!(
-                                    "back-off {wait}s restarting failed container={} pod={}",
-                                    c.name, name
-                                ),
-                            ));
-                            None
-                        }
-                    }
-                }
-            },
-        };
-        if let Some(n) = start_attempt {
-            let image = c.image.clone().unwrap_or_default();
-            // No registry is reachable: every pull policy uses local images only.
-            if !k.runtime.image_present(&image).await? {
-                let failures = state.pull_failures.entry(c.name.clone()).or_insert(0);
-                *failures += 1;
-                let reason = if *failures <= 1 {
-                    "ErrImagePull"
-                } else {
-                    "ImagePullBackOff"
-                };
-                o.waiting = Some((
-                    reason.into(),
-                    format!("image {image} is not present locally and cannot be pulled"),
-                ));
-            } else {
-                state.pull_failures.remove(&c.name);
-                match spec::env(
-                    &k.client,
-                    pod,
-                    c,
-                    pod_ip.as_deref().unwrap_or_default(),
-                    &k.config.node_ip,
-                )
-                .await
-                {
-                    Err(msg) => o.waiting = Some(("CreateContainerConfigError".into(), msg)),
-                    Ok(env) => {
-                        let s = spec::app_container(&node, pod, c, n, &sandbox_id, env);
-                        let id = k.runtime.create(&s).await?;
-                        k.runtime.start(&id).await?;
-                        info!(pod = %key(pod), container = %c.name, attempt = n, "started container");
-                        // Keep only the previous attempt, for lastState and `logs --previous`.
-                        for old in mine.iter().filter(|m| attempt(m) < n - 1) {
-                            k.runtime.remove(&old.id).await?;
-                        }
-                        o.previous = latest.clone();
-                        o.restart_count = n;
-                        o.ready = Some(c.readiness_probe.is_none());
-                        o.current = Some(k.runtime.inspect(&id, None).await?);
-                        observed.push(o);
-                        continue;
-                    }
-                }
-            }
+        if inits.done {
+            observed.push(sync_one(&ctx, c, false, &policy, state).await?);
+        } else {
+            observed.push(crate::init::initializing(&c.name, c.image.as_ref()));
         }
-        o.current = match latest {
-            Some(l) => Some(k.runtime.inspect(&l.id, None).await?),
-            None => None,
-        };
-        if let Some(cur) = o.current.as_ref().filter(|c| c.state == RunState::Running) {
-            let (ready, dead) =
-                crate::probe::check(k.runtime.as_ref(), &mut state.probes, c, &cur.id).await;
-            o.ready = Some(ready);
-            if dead {
-                info!(pod = %key(pod), container = %c.name, "liveness probe failed, killing container");
-                let grace = spec_.termination_grace_period_seconds.unwrap_or(30);
-                k.runtime.stop(&cur.id, grace).await?;
-            }
-        }
-        observed.push(o);
     }
     Ok(Some(Reconciled {
+        init: inits.observed,
         observed,
         pod_ip,
         restart_policy: policy,
@@ -526,7 +397,7 @@ mod tests {
         Kubelet {
             client: kube::Client::try_from(cfg).unwrap(),
             config: Config::new("n1"),
-            runtime: Arc::new(fake.clone()),
+            runtime: std::sync::Arc::new(fake.clone()),
             port: 10250,
         }
     }
@@ -650,7 +521,7 @@ mod tests {
         reconcile(&k, &pod("Always"), &mut PodState::default())
             .await
             .unwrap();
-        kill_pod(&k, "u1", 7).await.unwrap();
+        kill_pod(&k, None, "u1", 7).await.unwrap();
         assert!(fake.calls().contains(&Call::Stop("c2".into(), 7)));
         assert!(fake.containers().is_empty());
     }

@@ -1,115 +1,220 @@
-//! Exec readiness and liveness probes, run from the pod sync loop.
-//!
-//! Only `exec` probes run: httpGet/tcpSocket would need the host to dial pod IPs, which this
-//! first version leaves out; such probes count as passing.
+//! Startup, liveness and readiness probes (exec, httpGet, tcpSocket, grpc), run from the pod
+//! sync loop with upstream's timing: initialDelaySeconds, periodSeconds, timeoutSeconds and the
+//! success/failure thresholds. Liveness and readiness wait until the startup probe succeeded.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Probe};
 
 use crate::runtime::Runtime;
+
+/// Counters of one probe of one container instance.
+#[derive(Debug, Clone, Default)]
+struct Counter {
+    last: Option<Instant>,
+    successes: i32,
+    failures: i32,
+}
 
 /// Probe memory of one container instance.
 #[derive(Debug, Clone)]
 pub(crate) struct ProbeState {
     container_id: String,
     started: Instant,
-    last: Option<Instant>,
-    successes: i32,
-    failures: i32,
+    startup: Counter,
+    readiness: Counter,
+    liveness: Counter,
+    /// Whether the startup probe has succeeded (true without one).
+    pub started_ok: bool,
     /// Readiness as of the last readiness probe.
     pub ready: bool,
-    live_failures: i32,
-    live_last: Option<Instant>,
+}
+
+impl ProbeState {
+    fn new(c: &Container, id: &str) -> Self {
+        Self {
+            container_id: id.to_string(),
+            started: Instant::now(),
+            startup: Counter::default(),
+            readiness: Counter::default(),
+            liveness: Counter::default(),
+            started_ok: c.startup_probe.is_none(),
+            ready: false,
+        }
+    }
 }
 
 /// Probe states per spec container name.
 pub(crate) type Probes = HashMap<String, ProbeState>;
 
-async fn run_exec(rt: &dyn Runtime, id: &str, probe: &Probe) -> bool {
-    let Some(cmd) = probe.exec.as_ref().and_then(|e| e.command.clone()) else {
-        return true;
-    };
-    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    let run = async {
-        let Ok(mut s) = rt.exec(id, &cmd, false, false).await else {
-            return false;
-        };
-        while s.output.next().await.is_some() {}
-        matches!(rt.exec_exit_code(&s.id).await, Ok(0))
-    };
-    tokio::time::timeout(timeout, run).await.unwrap_or(false)
+/// What the probes say about a running container.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outcome {
+    /// Ready (readiness passed, or no readiness probe once started).
+    pub ready: bool,
+    /// Started (startup probe passed, or none).
+    pub started: bool,
+    /// Set when liveness or startup failed: the container must be killed; the message says why.
+    pub kill: Option<String>,
+    /// Probe failures below the threshold, for Unhealthy events.
+    pub unhealthy: Vec<String>,
 }
 
-fn due(last: Option<Instant>, started: Instant, probe: &Probe) -> bool {
-    let delay = Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
-    let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
-    started.elapsed() >= delay && last.is_none_or(|l| l.elapsed() >= period)
+/// Runs one probe action once.
+async fn run(
+    rt: &dyn Runtime,
+    p: &Probe,
+    c: &Container,
+    id: &str,
+    pod_ip: &str,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
+    if let Some(e) = &p.exec {
+        let cmd = e.command.clone().unwrap_or_default();
+        return crate::hooks::exec(rt, id, &cmd, timeout).await;
+    }
+    if let Some(a) = &p.http_get {
+        return crate::hooks::http_get(a, c, pod_ip, timeout).await;
+    }
+    if let Some(t) = &p.tcp_socket {
+        let port = crate::hooks::port(c, &t.port)?;
+        return crate::hooks::tcp(t.host.as_deref(), port, pod_ip, timeout).await;
+    }
+    if let Some(g) = &p.grpc {
+        // No gRPC client in the tree: a connectable port is the closest honest check.
+        let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
+        return crate::hooks::tcp(None, port, pod_ip, timeout).await;
+    }
+    Err("probe has no action".into())
 }
 
-/// Runs due probes of a running container. Returns (ready, liveness failed).
+fn due(ct: &Counter, started: Instant, p: &Probe) -> bool {
+    let delay = Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+    let period = Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64);
+    started.elapsed() >= delay && ct.last.is_none_or(|l| l.elapsed() >= period)
+}
+
+/// The container a probe targets.
+struct Target<'a> {
+    rt: &'a dyn Runtime,
+    c: &'a Container,
+    id: &'a str,
+    pod_ip: &'a str,
+}
+
+/// Probes `p` if due; `Some(true)` once successes reach the threshold, `Some(false)` once
+/// failures do, `None` when undecided or not due. Failures are appended to `unhealthy`.
+async fn step(
+    t: &Target<'_>,
+    ct: &mut Counter,
+    started: Instant,
+    p: &Probe,
+    kind: &str,
+    unhealthy: &mut Vec<String>,
+) -> Option<bool> {
+    if !due(ct, started, p) {
+        return None;
+    }
+    ct.last = Some(Instant::now());
+    match run(t.rt, p, t.c, t.id, t.pod_ip).await {
+        Ok(()) => {
+            ct.failures = 0;
+            ct.successes += 1;
+            (ct.successes >= p.success_threshold.unwrap_or(1).max(1)).then_some(true)
+        }
+        Err(msg) => {
+            ct.successes = 0;
+            ct.failures += 1;
+            unhealthy.push(format!("{kind} probe failed: {msg}"));
+            (ct.failures >= p.failure_threshold.unwrap_or(3).max(1)).then_some(false)
+        }
+    }
+}
+
+/// Runs due probes of a running container.
 pub(crate) async fn check(
     rt: &dyn Runtime,
     probes: &mut Probes,
     c: &Container,
     container_id: &str,
-) -> (bool, bool) {
-    let st = probes.entry(c.name.clone()).or_insert_with(|| ProbeState {
-        container_id: container_id.to_string(),
-        started: Instant::now(),
-        last: None,
-        successes: 0,
-        failures: 0,
-        ready: c.readiness_probe.is_none(),
-        live_failures: 0,
-        live_last: None,
-    });
+    pod_ip: &str,
+) -> Outcome {
+    let st = probes
+        .entry(c.name.clone())
+        .or_insert_with(|| ProbeState::new(c, container_id));
     if st.container_id != container_id {
         // A new container instance starts unready with fresh counters.
-        *st = ProbeState {
-            container_id: container_id.to_string(),
-            started: Instant::now(),
-            last: None,
-            successes: 0,
-            failures: 0,
-            ready: c.readiness_probe.is_none(),
-            live_failures: 0,
-            live_last: None,
-        };
+        *st = ProbeState::new(c, container_id);
     }
-    if let Some(p) = &c.readiness_probe {
-        if due(st.last, st.started, p) {
-            st.last = Some(Instant::now());
-            if run_exec(rt, container_id, p).await {
-                st.successes += 1;
-                st.failures = 0;
-                if st.successes >= p.success_threshold.unwrap_or(1) {
-                    st.ready = true;
+    let mut out = Outcome {
+        ready: false,
+        started: st.started_ok,
+        kill: None,
+        unhealthy: Vec::new(),
+    };
+    let started = st.started;
+    let t = Target {
+        rt,
+        c,
+        id: container_id,
+        pod_ip,
+    };
+    if !st.started_ok {
+        if let Some(p) = &c.startup_probe {
+            let r = step(
+                &t,
+                &mut st.startup,
+                started,
+                p,
+                "Startup",
+                &mut out.unhealthy,
+            )
+            .await;
+            match r {
+                Some(true) => st.started_ok = true,
+                Some(false) => {
+                    out.kill = Some("Container failed startup probe, will be restarted".into());
+                    return out;
                 }
-            } else {
-                st.failures += 1;
-                st.successes = 0;
-                if st.failures >= p.failure_threshold.unwrap_or(3) {
-                    st.ready = false;
-                }
+                None => return out,
+            }
+        }
+        out.started = st.started_ok;
+    }
+    match &c.readiness_probe {
+        None => st.ready = true,
+        Some(p) => {
+            let r = step(
+                &t,
+                &mut st.readiness,
+                started,
+                p,
+                "Readiness",
+                &mut out.unhealthy,
+            )
+            .await;
+            if let Some(ok) = r {
+                st.ready = ok;
             }
         }
     }
-    let mut dead = false;
     if let Some(p) = &c.liveness_probe {
-        if due(st.live_last, st.started, p) {
-            st.live_last = Some(Instant::now());
-            if run_exec(rt, container_id, p).await {
-                st.live_failures = 0;
-            } else {
-                st.live_failures += 1;
-                dead = st.live_failures >= p.failure_threshold.unwrap_or(3);
-            }
+        let r = step(
+            &t,
+            &mut st.liveness,
+            started,
+            p,
+            "Liveness",
+            &mut out.unhealthy,
+        )
+        .await;
+        if r == Some(false) {
+            out.kill = Some("Container failed liveness probe, will be restarted".into());
         }
     }
-    (st.ready, dead)
+    out.ready = st.ready;
+    out
 }
 
 #[cfg(test)]
@@ -118,17 +223,54 @@ mod tests {
     use super::*;
     use crate::runtime::FakeRuntime;
 
+    fn container(v: serde_json::Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[tokio::test]
     async fn readiness_follows_exec_result() {
         let fake = FakeRuntime::default();
         let mut probes = Probes::new();
-        let c: Container = serde_json::from_value(serde_json::json!({
+        let c = container(serde_json::json!({
             "name": "a", "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}
-        }))
-        .unwrap();
+        }));
         // The fake's exec exits 0.
-        assert_eq!(check(&fake, &mut probes, &c, "c1").await, (true, false));
-        let plain: Container = serde_json::from_value(serde_json::json!({"name": "b"})).unwrap();
-        assert_eq!(check(&fake, &mut probes, &plain, "c2").await, (true, false));
+        let o = check(&fake, &mut probes, &c, "c1", "127.0.0.1").await;
+        assert!(o.ready && o.started && o.kill.is_none());
+        let plain = container(serde_json::json!({"name": "b"}));
+        assert!(
+            check(&fake, &mut probes, &plain, "c2", "127.0.0.1")
+                .await
+                .ready
+        );
+    }
+
+    #[tokio::test]
+    async fn liveness_kills_after_failure_threshold_and_startup_gates_it() {
+        let fake = FakeRuntime::default();
+        let mut probes = Probes::new();
+        // Nothing listens on port 1 of loopback: every tcp probe fails fast.
+        let c = container(serde_json::json!({
+            "name": "a", "livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 1, "failureThreshold": 2}
+        }));
+        let o = check(&fake, &mut probes, &c, "c1", "127.0.0.1").await;
+        assert!(o.kill.is_none());
+        assert_eq!(o.unhealthy.len(), 1);
+        // Not due again within the period.
+        assert!(check(&fake, &mut probes, &c, "c1", "127.0.0.1")
+            .await
+            .unhealthy
+            .is_empty());
+        probes.get_mut("a").unwrap().liveness.last = Some(Instant::now() - Duration::from_secs(2));
+        let o = check(&fake, &mut probes, &c, "c1", "127.0.0.1").await;
+        assert!(o.kill.unwrap().contains("liveness"));
+
+        let gated = container(serde_json::json!({
+            "name": "g", "startupProbe": {"tcpSocket": {"port": 1}, "failureThreshold": 1},
+            "livenessProbe": {"exec": {"command": ["true"]}}
+        }));
+        let o = check(&fake, &mut probes, &gated, "c2", "127.0.0.1").await;
+        assert!(!o.started);
+        assert!(o.kill.unwrap().contains("startup"));
     }
 }

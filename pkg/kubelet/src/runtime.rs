@@ -48,6 +48,53 @@ pub struct ContainerSpec {
     pub memory: Option<i64>,
     /// CPU quota in microseconds per 100ms period.
     pub cpu_quota: Option<i64>,
+    /// Volumes mounted into the container.
+    pub mounts: Vec<Mount>,
+    /// `uid[:gid]` the process runs as (securityContext runAsUser/runAsGroup).
+    pub user: Option<String>,
+    /// Privileged mode.
+    pub privileged: bool,
+    /// Linux capabilities to add (without the `CAP_` prefix).
+    pub cap_add: Vec<String>,
+    /// Linux capabilities to drop.
+    pub cap_drop: Vec<String>,
+    /// Mounts the root filesystem read-only.
+    pub read_only_rootfs: bool,
+    /// Host port bindings (sandbox only; app containers share its network namespace).
+    pub ports: Vec<PortBinding>,
+    /// Keep stdin open for `kubectl attach -i` (the pod's `stdin`).
+    pub stdin: bool,
+    /// Close stdin after the first attach ends (`stdinOnce`).
+    pub stdin_once: bool,
+    /// Allocate a terminal (`tty`).
+    pub tty: bool,
+}
+
+/// One mount of a [`ContainerSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mount {
+    /// Host path (bind) or runtime volume name (tmpfs volume).
+    pub source: String,
+    /// Path inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// `source` names a memory-backed runtime volume shared by the pod's containers
+    /// (emptyDir medium Memory) instead of a host path.
+    pub tmpfs_volume: bool,
+}
+
+/// A container port published on the host (hostPort).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortBinding {
+    /// Port inside the pod.
+    pub container_port: i32,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// Port on the host.
+    pub host_port: i32,
+    /// Host address to bind; empty means all.
+    pub host_ip: String,
 }
 
 /// The run state of a container as the runtime reports it.
@@ -147,6 +194,21 @@ pub trait Runtime: Send + Sync + 'static {
     async fn exec_exit_code(&self, exec_id: &str) -> Result<i64>;
     /// Resizes an exec's terminal.
     async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<()>;
+    /// Attaches to a running container's main process (`kubectl attach`); the session id is
+    /// the container id. Stdin only reaches a container created with stdin open.
+    async fn attach(&self, id: &str, _stdin: bool, _tty: bool) -> Result<ExecSession> {
+        Err(RuntimeError::Runtime(format!(
+            "attaching to {id} is not supported by this runtime"
+        )))
+    }
+    /// Resizes a container's own terminal (attach with a TTY).
+    async fn resize(&self, _id: &str, _width: u16, _height: u16) -> Result<()> {
+        Ok(())
+    }
+    /// Removes a runtime volume created for a [`Mount::tmpfs_volume`]; missing is not an error.
+    async fn remove_volume(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One call recorded by [`FakeRuntime`].

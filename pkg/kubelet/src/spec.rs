@@ -159,6 +159,7 @@ pub(crate) fn app_container(
     attempt: i32,
     sandbox_id: &str,
     env: Vec<String>,
+    mounts: Vec<crate::runtime::Mount>,
 ) -> ContainerSpec {
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let memory = limits
@@ -181,7 +182,66 @@ pub(crate) fn app_container(
         ipc_mode: Some(format!("container:{sandbox_id}")),
         memory,
         cpu_quota,
+        mounts,
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
+        ..security(pod, c)
     }
+}
+
+/// securityContext: user/group (container overrides pod), privileged, capabilities, read-only root.
+fn security(pod: &Pod, c: &Container) -> ContainerSpec {
+    let psc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let uid = sc.run_as_user.or(psc.run_as_user);
+    let gid = sc.run_as_group.or(psc.run_as_group);
+    let user = match (uid, gid) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u.to_string()),
+        // Docker needs a user with a group; upstream resolves the image user, root here.
+        (None, Some(g)) => Some(format!("0:{g}")),
+        (None, None) => None,
+    };
+    let caps = sc.capabilities.unwrap_or_default();
+    // Docker takes names without the CAP_ prefix; Kubernetes allows either.
+    let norm = |v: Option<Vec<String>>| -> Vec<String> {
+        v.unwrap_or_default()
+            .into_iter()
+            .map(|c| c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c))
+            .collect()
+    };
+    ContainerSpec {
+        user,
+        privileged: sc.privileged.unwrap_or(false),
+        cap_add: norm(caps.add),
+        cap_drop: norm(caps.drop),
+        read_only_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+        ..Default::default()
+    }
+}
+
+/// hostPort bindings of every container, published by the sandbox.
+fn host_ports(pod: &Pod) -> Vec<crate::runtime::PortBinding> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            p.host_port
+                .filter(|h| *h > 0)
+                .map(|h| crate::runtime::PortBinding {
+                    container_port: p.container_port,
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    host_port: h,
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                })
+        })
+        .collect()
 }
 
 /// The runtime spec of the pod's pause container.
@@ -205,7 +265,13 @@ pub(crate) fn sandbox(
         hostname: if host_network {
             None
         } else {
-            pod.metadata.name.clone()
+            Some(crate::dns::hostname(pod))
+        },
+        // With the host network the ports are already the host's.
+        ports: if host_network {
+            Vec::new()
+        } else {
+            host_ports(pod)
         },
         network_mode: Some(if host_network {
             "host".into()

@@ -26,6 +26,8 @@ pub(crate) struct Observed {
     pub waiting: Option<(String, String)>,
     /// Readiness from probes; `None` means ready while running.
     pub ready: Option<bool>,
+    /// Startup probe passed; `None` means started while running.
+    pub started: Option<bool>,
 }
 
 pub(crate) fn time(s: &Option<String>) -> Option<Time> {
@@ -104,7 +106,7 @@ pub(crate) fn container_status(o: &Observed) -> ContainerStatus {
                     ..Default::default()
                 });
                 st.ready = o.ready.unwrap_or(true);
-                st.started = Some(true);
+                st.started = Some(o.started.unwrap_or(true));
             }
             RunState::Exited { .. } => {
                 st.state = Some(ContainerState {
@@ -198,9 +200,46 @@ fn cond(old: &PodStatus, type_: &str, ok: bool, now: &Time, reason: Option<&str>
     }
 }
 
-/// The new pod status from the old one plus observations.
+/// Init containers that have not exited 0 yet, for the Initialized condition.
+fn incomplete_inits(inits: &[ContainerStatus]) -> Vec<String> {
+    inits
+        .iter()
+        .filter(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .is_none_or(|t| t.exit_code != 0)
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// The phase including init containers, after upstream `getPhase`: a failed init container
+/// with restartPolicy Never fails the pod; otherwise the pod is Pending until all succeeded.
+pub(crate) fn phase_with_inits(
+    inits: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    restart_policy: &str,
+) -> &'static str {
+    let failed_init = inits.iter().any(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .is_some_and(|t| t.exit_code != 0)
+    });
+    if failed_init && restart_policy == "Never" {
+        return "Failed";
+    }
+    if !incomplete_inits(inits).is_empty() {
+        return "Pending";
+    }
+    phase(statuses, restart_policy)
+}
+
+/// The new pod status from the old one plus observations of init and app containers.
 pub(crate) fn pod_status(
     old: &PodStatus,
+    init: &[Observed],
     observed: &[Observed],
     restart_policy: &str,
     pod_ip: Option<&str>,
@@ -208,8 +247,10 @@ pub(crate) fn pod_status(
 ) -> PodStatus {
     let now = Time(Timestamp::now());
     let statuses: Vec<ContainerStatus> = observed.iter().map(container_status).collect();
-    let phase = phase(&statuses, restart_policy);
-    let all_ready = statuses.iter().all(|s| s.ready);
+    let inits: Vec<ContainerStatus> = init.iter().map(container_status).collect();
+    let phase = phase_with_inits(&inits, &statuses, restart_policy);
+    let pending_inits = incomplete_inits(&inits);
+    let all_ready = statuses.iter().all(|s| s.ready) && pending_inits.is_empty();
     let mut st = old.clone();
     st.phase = Some(phase.into());
     st.host_ip = Some(host_ip.into());
@@ -231,7 +272,21 @@ pub(crate) fn pod_status(
             &now,
             None,
         ),
-        cond(old, "Initialized", true, &now, None),
+        PodCondition {
+            message: (!pending_inits.is_empty()).then(|| {
+                format!(
+                    "containers with incomplete status: [{}]",
+                    pending_inits.join(" ")
+                )
+            }),
+            ..cond(
+                old,
+                "Initialized",
+                pending_inits.is_empty(),
+                &now,
+                Some("ContainersNotInitialized"),
+            )
+        },
         cond(old, "Ready", all_ready, &now, Some("ContainersNotReady")),
         cond(
             old,
@@ -243,6 +298,7 @@ pub(crate) fn pod_status(
         cond(old, "PodScheduled", true, &now, None),
     ]);
     st.container_statuses = Some(statuses);
+    st.init_container_statuses = (!inits.is_empty()).then_some(inits);
     st
 }
 

@@ -62,6 +62,8 @@ struct Harness {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _cleanup: Cleanup,
+    /// The kubelet's root dir (pod volumes, resolv.conf, hosts).
+    _root: tempfile::TempDir,
 }
 
 impl Harness {
@@ -89,7 +91,7 @@ impl Harness {
         for _ in 0..20 {
             let candidate = format!(
                 "10.{}.{}.0/24",
-                100 + rand::random::<u8>() % 150,
+                120 + rand::random::<u8>() % 90,
                 rand::random::<u8>()
             );
             let ok = Command::new("docker")
@@ -112,6 +114,8 @@ impl Harness {
         config.pod_network = network;
         config.pod_subnet = subnet;
         config.lease_interval = Duration::from_secs(1);
+        let root = tempfile::tempdir()?;
+        config.root_dir = root.path().to_path_buf();
         let mut h = Harness {
             server,
             client,
@@ -120,6 +124,7 @@ impl Harness {
             stop: None,
             task: None,
             _cleanup: cleanup,
+            _root: root,
         };
         h.start_kubelet();
         Ok(Some(h))

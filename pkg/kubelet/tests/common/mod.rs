@@ -1,0 +1,346 @@
+//! Shared harness of the pod-feature tests: a real apiserver, an in-process kubelet over real
+//! Docker on a private network, a temp root dir, and Drop cleanup of every container, memory
+//! volume and network the test made.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::Api;
+use kubelite_apiserver::testing::TestServer;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+/// Whether Docker answers.
+pub fn docker_ok() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the node's containers, the pods' memory volumes and the network, even on panic.
+struct Cleanup {
+    node: String,
+    network: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let ids = docker_lines(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=kubelite.io/node={}", self.node),
+        ]);
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&ids)
+                .output();
+        }
+        // Memory emptyDirs are named kubelite-<uid>-<volume>; only this node's pods made them,
+        // and their uids are unknown here, so remove the ones no container uses any more that
+        // carry the kubelite label and were created during this test.
+        for v in docker_lines(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=kubelite.io/volume=emptydir",
+            "--filter",
+            "dangling=true",
+        ]) {
+            let _ = Command::new("docker").args(["volume", "rm", &v]).output();
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+    }
+}
+
+/// One apiserver plus one kubelet.
+pub struct Harness {
+    pub server: TestServer,
+    pub client: kube::Client,
+    pub node: String,
+    pub config: kubelite_kubelet::Config,
+    pub root: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _cleanup: Cleanup,
+}
+
+impl Harness {
+    /// Starts everything; `None` (test skipped) without Docker. `tweak` adjusts the Config.
+    pub async fn start(tweak: impl FnOnce(&mut kubelite_kubelet::Config)) -> Result<Option<Self>> {
+        if !docker_ok() {
+            eprintln!("SKIP: docker is unreachable");
+            return Ok(None);
+        }
+        let images = concat!(env!("CARGO_MANIFEST_DIR"), "/../../hack/images");
+        if !Command::new(images)
+            .status()
+            .context("running hack/images")?
+            .success()
+        {
+            bail!("hack/images failed");
+        }
+        let suffix: u32 = rand::random::<u32>() % 1_000_000;
+        let node = format!("kf-{suffix}");
+        let network = format!("kubelite-test-{suffix}");
+        let cleanup = Cleanup {
+            node: node.clone(),
+            network: network.clone(),
+        };
+        let mut subnet = None;
+        for _ in 0..20 {
+            let candidate = format!(
+                "10.{}.{}.0/24",
+                120 + rand::random::<u8>() % 90,
+                rand::random::<u8>()
+            );
+            let ok = Command::new("docker")
+                .args([
+                    "network", "create", "--driver", "bridge", "--subnet", &candidate, &network,
+                ])
+                .output()?
+                .status
+                .success();
+            if ok {
+                subnet = Some(candidate);
+                break;
+            }
+        }
+        let subnet = subnet.context("no free subnet")?;
+        let server = TestServer::start().await?;
+        let client = server.client();
+        let root = tempfile::tempdir()?;
+        let mut config = kubelite_kubelet::Config::new(node.clone());
+        config.listen = "127.0.0.1:0".parse()?;
+        config.pod_network = network;
+        config.pod_subnet = subnet;
+        config.lease_interval = Duration::from_secs(1);
+        config.root_dir = root.path().join("kubelet");
+        tweak(&mut config);
+        let mut h = Harness {
+            server,
+            client,
+            node,
+            config,
+            root,
+            stop: None,
+            task: None,
+            _cleanup: cleanup,
+        };
+        let (tx, rx) = oneshot::channel();
+        let (client, config) = (h.client.clone(), h.config.clone());
+        h.task = Some(tokio::spawn(async move {
+            let r = kubelite_kubelet::run(client, config, async {
+                let _ = rx.await;
+            })
+            .await;
+            if let Err(e) = r {
+                eprintln!("kubelet failed: {e}");
+            }
+        }));
+        h.stop = Some(tx);
+        Ok(Some(h))
+    }
+
+    /// Stops the kubelet (containers stay for the Drop cleanup).
+    pub async fn stop_kubelet(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Creates the pod and binds it to this node.
+    pub async fn run_pod(&self, pod: serde_json::Value) -> Result<String> {
+        let pod: Pod = serde_json::from_value(pod)?;
+        let name = pod.metadata.name.clone().context("name")?;
+        self.pods().create(&PostParams::default(), &pod).await?;
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
+        });
+        self.pods()
+            .create_subresource::<serde_json::Value, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await?;
+        Ok(name)
+    }
+
+    /// Polls the pod until `f` holds, failing with its last status after `secs`.
+    pub async fn wait_pod(
+        &self,
+        name: &str,
+        secs: u64,
+        what: &str,
+        f: impl Fn(&Pod) -> bool,
+    ) -> Result<Pod> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let p = self.pods().get_opt(name).await?;
+            if let Some(p) = &p {
+                if f(p) {
+                    return Ok(p.clone());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "timeout waiting for pod {name} {what}: {}",
+                    serde_json::to_string(&p.map(|p| p.status))?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Waits for `cond` to hold on the output of `docker exec` in the pod's container.
+    pub async fn wait_exec(
+        &self,
+        pod: &str,
+        container: &str,
+        cmd: &[&str],
+        secs: u64,
+        cond: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let out = self.exec(pod, container, cmd).await.unwrap_or_default();
+            if cond(&out) {
+                return Ok(out);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("timeout: {cmd:?} in {pod}/{container} printed {out:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// `docker exec` in the running container `container` of pod `pod`; stdout.
+    pub async fn exec(&self, pod: &str, container: &str, cmd: &[&str]) -> Result<String> {
+        let ids = docker_lines(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=kubelite.io/node={}", self.node),
+            "--filter",
+            &format!("label=kubelite.io/pod-name={pod}"),
+            "--filter",
+            &format!("label=kubelite.io/container={container}"),
+        ]);
+        let id = ids.first().context("container not running")?;
+        let out = tokio::process::Command::new("docker")
+            .arg("exec")
+            .arg(id)
+            .args(cmd)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("exec failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Container ids of this node (any state).
+    pub fn containers(&self) -> Vec<String> {
+        docker_lines(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=kubelite.io/node={}", self.node),
+        ])
+    }
+
+    /// Events about the pod with this reason.
+    pub async fn events(&self, pod: &str, reason: &str) -> Result<Vec<Event>> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let list = api.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(pod)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .collect())
+    }
+
+    /// Runs kubectl against the test apiserver.
+    pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let cache = tempfile::tempdir()?;
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(self.server.kubeconfig_path())
+                .arg("--cache-dir")
+                .arg(cache.path())
+                .args(args)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .context("kubectl timed out")??;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// The pod's phase.
+pub fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// The first app container's status.
+pub fn main_status(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .cloned()
+}
+
+pub const BUSYBOX: &str = "kubelite/busybox:latest";
