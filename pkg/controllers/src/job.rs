@@ -1,7 +1,10 @@
 //! Job controller (batch/v1): runs pods until `completions` succeed (at most `parallelism` at
 //! once) or `backoffLimit` failures, and reports status and conditions like 1.33
 //! (SuccessCriteriaMet/FailureTarget first, then Complete/Failed once no pod is active).
+//! Supports completionMode Indexed, the exponential pod-failure backoff,
+//! activeDeadlineSeconds and ttlSecondsAfterFinished.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use serde_json::json;
 use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::informer::{key_of, split_key, Change, Informer};
+use crate::job_util::{backoff_remaining, format_indexes, index_pod, parse_indexes, pod_index};
 use crate::queue::{run_workers, WorkQueue};
 use crate::util::{controller_owner_ref, controller_ref, ignore_not_found, now, pod_is_ready};
 use crate::{Error, Result, Shared};
@@ -25,6 +29,7 @@ struct Controller {
     jobs: Arc<Informer<Job>>,
     expectations: Expectations,
     recorder: Recorder,
+    backoff_base: Duration,
 }
 
 /// Registers the Job controller's handlers; returns its worker loop.
@@ -36,6 +41,7 @@ pub fn register(shared: &Shared) -> BoxFuture<'static, ()> {
         jobs: shared.informers.jobs.clone(),
         expectations: Expectations::default(),
         recorder: Recorder::new(shared.client.clone(), "job-controller"),
+        backoff_base: shared.config.job_backoff_base,
     });
     let _ = c.pods.store();
     {
@@ -99,21 +105,41 @@ impl Controller {
         };
         let ns = ns.unwrap_or_default();
         let old_status = job.status.clone().unwrap_or_default();
-        if has_condition(&old_status, "Complete") || has_condition(&old_status, "Failed") {
-            return Ok(None);
-        }
         let spec = job.spec.clone().unwrap_or_default();
+        if has_condition(&old_status, "Complete") || has_condition(&old_status, "Failed") {
+            return self
+                .expire(&job, &old_status, spec.ttl_seconds_after_finished)
+                .await;
+        }
+        let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+        let completions = spec.completions.unwrap_or(1);
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let pods = self.pods.store().state_filter(|p| {
             p.metadata.namespace.as_deref() == Some(ns)
                 && controller_ref(&p.metadata).is_some_and(|r| r.uid == uid)
         });
         let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
-        let succeeded = count(
-            pods.iter()
-                .filter(|p| phase(p).as_deref() == Some("Succeeded"))
-                .count(),
-        );
+        // Indexed: an index counts once, and stays done even if its pod is deleted later.
+        let mut done_indexes: BTreeSet<i32> = old_status
+            .completed_indexes
+            .as_deref()
+            .map(parse_indexes)
+            .unwrap_or_default();
+        let succeeded = if indexed {
+            done_indexes.extend(
+                pods.iter()
+                    .filter(|p| phase(p).as_deref() == Some("Succeeded"))
+                    .filter_map(|p| pod_index(p, completions)),
+            );
+            done_indexes.retain(|i| (0..completions).contains(i));
+            count(done_indexes.len())
+        } else {
+            count(
+                pods.iter()
+                    .filter(|p| phase(p).as_deref() == Some("Succeeded"))
+                    .count(),
+            )
+        };
         let failed = count(
             pods.iter()
                 .filter(|p| phase(p).as_deref() == Some("Failed"))
@@ -204,6 +230,8 @@ impl Controller {
                 }
             }
         } else if !suspended && self.expectations.satisfied(key) {
+            let all: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+            let backoff = backoff_remaining(&all, self.backoff_base, Timestamp::now());
             let want = match spec.completions {
                 Some(c) => parallelism.min(c - succeeded),
                 None if succeeded > 0 => 0,
@@ -211,12 +239,32 @@ impl Controller {
             }
             .max(0);
             let have = count(active.len());
-            if have < want {
+            if have < want && backoff.is_some() {
+                // Recent failures: wait out the backoff before the next pod.
+                requeue = min_requeue(requeue, backoff);
+            } else if have < want {
                 let n = usize::try_from(want - have).unwrap_or(0);
-                self.expectations.expect_creations(key, n);
-                let pod = pod_for(&job)?;
+                let template = pod_for(&job)?;
+                let pods_to_make: Vec<Pod> = if indexed {
+                    let busy: BTreeSet<i32> = active
+                        .iter()
+                        .filter_map(|p| pod_index(p, completions))
+                        .collect();
+                    (0..completions)
+                        .filter(|i| !done_indexes.contains(i) && !busy.contains(i))
+                        .take(n)
+                        .map(|i| {
+                            let mut p = template.clone();
+                            index_pod(&mut p, name, i);
+                            p
+                        })
+                        .collect()
+                } else {
+                    vec![template; n]
+                };
+                self.expectations.expect_creations(key, pods_to_make.len());
                 let pp = PostParams::default();
-                let results = join_all((0..n).map(|_| api.create(&pp, &pod))).await;
+                let results = join_all(pods_to_make.iter().map(|p| api.create(&pp, p))).await;
                 let mut first_err = None;
                 for r in results {
                     match r {
@@ -248,6 +296,9 @@ impl Controller {
         status.ready = Some(count(active.iter().filter(|p| pod_is_ready(p)).count()));
         status.succeeded = Some(succeeded).filter(|n| *n > 0);
         status.failed = Some(failed).filter(|n| *n > 0);
+        if indexed {
+            status.completed_indexes = Some(format_indexes(&done_indexes));
+        }
         status.conditions = (!conds.is_empty()).then_some(conds);
         if status != old_status {
             let mut value =
@@ -265,6 +316,65 @@ impl Controller {
             )?;
         }
         Ok(requeue)
+    }
+}
+
+impl Controller {
+    /// ttlSecondsAfterFinished: deletes a finished job (and, in the foreground, its pods) once
+    /// the TTL has passed since it finished; otherwise requeues for then.
+    async fn expire(
+        &self,
+        job: &Job,
+        status: &JobStatus,
+        ttl: Option<i32>,
+    ) -> Result<Option<Duration>> {
+        let Some(ttl) = ttl else {
+            return Ok(None);
+        };
+        if job.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let finished = status.completion_time.as_ref().map(|t| t.0).or_else(|| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+                .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                .max()
+        });
+        let Some(finished) = finished else {
+            return Ok(None);
+        };
+        let due = finished + SignedDuration::from_secs(i64::from(ttl));
+        let left = due.duration_since(Timestamp::now());
+        if left.is_positive() {
+            let left = Duration::try_from(left).unwrap_or_default();
+            return Ok(Some(left + Duration::from_millis(100)));
+        }
+        let ns = job.metadata.namespace.clone().unwrap_or_default();
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        let dp = DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Foreground),
+            preconditions: Some(kube::api::Preconditions {
+                uid: job.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match jobs.delete(&name, &dp).await {
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn min_requeue(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

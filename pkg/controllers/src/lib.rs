@@ -6,12 +6,17 @@ pub mod deployment;
 mod deployment_rollout;
 mod deployment_status;
 pub mod deployment_util;
+pub mod discovery;
 pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod gc;
+mod gc_resources;
 pub mod informer;
 pub mod job;
+mod job_util;
+pub mod namespace;
+mod namespace_conditions;
 pub mod nodelifecycle;
 pub mod queue;
 pub mod replicaset;
@@ -63,6 +68,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "garbagecollector",
     "job",
+    "namespace",
     "nodelifecycle",
 ];
 
@@ -80,6 +86,8 @@ pub struct Config {
     pub pod_eviction_timeout: Duration,
     /// Concurrent workers per controller.
     pub workers: usize,
+    /// First delay of the Job pod-failure backoff (doubles per failure, capped at 6 min).
+    pub job_backoff_base: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +98,7 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             pod_eviction_timeout: Duration::from_secs(300),
             workers: 5,
+            job_backoff_base: Duration::from_secs(10),
         }
     }
 }
@@ -237,6 +246,7 @@ pub async fn run(
             "serviceaccount" => serviceaccount::register(&shared),
             "garbagecollector" => gc::register(&shared),
             "job" => job::register(&shared),
+            "namespace" => namespace::register(&shared),
             "nodelifecycle" => nodelifecycle::register(&shared),
             _ => continue,
         };

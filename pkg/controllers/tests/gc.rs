@@ -117,3 +117,65 @@ async fn orphan_keeps_dependents_without_owner() -> anyhow::Result<()> {
     assert!(left.iter().all(|p| p.metadata.deletion_timestamp.is_none()));
     Ok(())
 }
+
+#[tokio::test]
+async fn collects_any_discovered_kind_including_cluster_scoped_owners() -> anyhow::Result<()> {
+    // ServiceAccount and Node owners were outside the old fixed list: discovery finds them.
+    use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
+    let h = start(only(&["garbagecollector"]), AgentOptions::default()).await?;
+    let sas: Api<ServiceAccount> = Api::namespaced(h.client.clone(), "default");
+    let nodes: Api<Node> = Api::all(h.client.clone());
+    let cms: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
+    let sa = sas
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "owner-sa"}})),
+        )
+        .await?;
+    let node = nodes
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "owner-node"}})),
+        )
+        .await?;
+    let owned = |name: &str, api_version: &str, kind: &str, owner: &str, uid: &str| -> ConfigMap {
+        obj(json!({"metadata": {"name": name, "ownerReferences": [
+            {"apiVersion": api_version, "kind": kind, "name": owner, "uid": uid}]}}))
+    };
+    let sa_uid = sa.metadata.uid.unwrap();
+    let node_uid = node.metadata.uid.unwrap();
+    cms.create(
+        &PostParams::default(),
+        &owned("by-sa", "v1", "ServiceAccount", "owner-sa", &sa_uid),
+    )
+    .await?;
+    cms.create(
+        &PostParams::default(),
+        &owned("by-node", "v1", "Node", "owner-node", &node_uid),
+    )
+    .await?;
+    // An owner that never existed: the dependent is collected too.
+    cms.create(
+        &PostParams::default(),
+        &owned("dangling", "v1", "ServiceAccount", "ghost", "no-such-uid"),
+    )
+    .await?;
+    wait_for("dangling collected", T, || async {
+        Ok(cms.get_opt("dangling").await?.is_none().then_some(()))
+    })
+    .await?;
+    // Live owners keep their dependents.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cms.get_opt("by-sa").await?.is_some());
+    assert!(cms.get_opt("by-node").await?.is_some());
+    sas.delete("owner-sa", &DeleteParams::background()).await?;
+    nodes
+        .delete("owner-node", &DeleteParams::background())
+        .await?;
+    wait_for("dependents collected", T, || async {
+        let left = cms.get_opt("by-sa").await?.is_some() || cms.get_opt("by-node").await?.is_some();
+        Ok((!left).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
