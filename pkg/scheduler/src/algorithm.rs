@@ -2,11 +2,13 @@
 //! starting where the previous attempt stopped, as upstream), score them, pick the best
 //! (random among ties), or explain with a `FitError` why nothing fits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::framework::{CycleState, Framework};
 use crate::nodeinfo::NodeInfo;
+use crate::plugins::image_locality;
 use crate::podinfo::PodInfo;
 
 /// Why a pod fits nowhere.
@@ -16,6 +18,8 @@ pub struct FitError {
     pub num_nodes: usize,
     /// reason -> number of nodes that gave it.
     pub reasons: BTreeMap<String, usize>,
+    /// What preemption (the PostFilter) said, appended to the message as upstream does.
+    pub post_filter: Option<String>,
 }
 
 impl FitError {
@@ -35,6 +39,10 @@ impl FitError {
             msg.push_str(": ");
             msg.push_str(&parts.join(", "));
             msg.push('.');
+        }
+        if let Some(post) = &self.post_filter {
+            msg.push(' ');
+            msg.push_str(post);
         }
         msg
     }
@@ -98,17 +106,48 @@ pub fn schedule(
         return Err(FitError {
             num_nodes: 0,
             reasons,
+            post_filter: None,
         });
     }
-    let state = CycleState::compute(pod, nodes.iter());
+    let mut state = CycleState::compute_in(pod, nodes.iter(), cache.namespaces());
+    state.images = image_locality::PreState::compute(pod, cache);
+    // Room preemption freed for a pending pod of at least this priority is not ours to take
+    // (upstream adds such nominated pods to the node before filtering).
+    let mut nominated: HashMap<&str, Vec<&Arc<PodInfo>>> = HashMap::new();
+    if cache.has_nominations() {
+        for (node, p) in cache.nominations() {
+            if p.key != pod.key && p.priority >= pod.priority {
+                nominated.entry(node).or_default().push(p);
+            }
+        }
+    }
+    let filter = |node: &NodeInfo| match nominated.get(node.name.as_str()) {
+        None => framework.filter(&state, pod, node),
+        Some(extra) => {
+            let mut with = node.clone();
+            for p in extra {
+                with.add_pod(Arc::clone(p));
+            }
+            framework.filter(&state, pod, &with)
+        }
+    };
+    // A pod that preempted tries its nominated node first (upstream evaluateNominatedNode).
+    let own = cache
+        .nominated_node_of(&pod.key)
+        .or(pod.nominated_node.as_deref());
+    if let Some(node) = own.and_then(|n| cache.node(n)) {
+        if filter(node).is_ok() {
+            return Ok(node.name.clone());
+        }
+    }
     let want = num_feasible_to_find(n, percentage);
     let start = sel.next_start % n;
-    let mut feasible: Vec<&NodeInfo> = Vec::new();
+    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(n));
     let mut visited = 0;
     for i in 0..n {
         let node = &nodes[(start + i) % n];
         visited += 1;
-        match framework.filter(&state, pod, node) {
+        match filter(node) {
             Ok(()) => {
                 feasible.push(node);
                 if feasible.len() >= want {
@@ -127,6 +166,7 @@ pub fn schedule(
         0 => Err(FitError {
             num_nodes: n,
             reasons,
+            post_filter: None,
         }),
         1 => Ok(feasible[0].name.clone()),
         _ => {
@@ -154,7 +194,6 @@ mod tests {
     use super::*;
     use crate::config::PluginWeights;
     use k8s_openapi::api::core::v1::Node;
-    use std::sync::Arc;
 
     fn node(name: &str, cpu: &str, taint: Option<(&str, &str)>) -> Node {
         let mut v = serde_json::json!({

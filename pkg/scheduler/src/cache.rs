@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 
+use crate::labels::{Labels, NamespaceLabels};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
 
@@ -25,6 +26,12 @@ pub struct Cache {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     pods: HashMap<String, Placed>,
+    /// image name -> number of nodes reporting it (ImageLocality's spread factor).
+    image_nodes: HashMap<String, usize>,
+    /// Namespace labels (pod affinity namespaceSelectors).
+    namespaces: NamespaceLabels,
+    /// Pending pods nominated to a node by preemption: key -> (node, pod).
+    nominated: HashMap<String, (String, Arc<PodInfo>)>,
 }
 
 impl Cache {
@@ -41,8 +48,10 @@ impl Cache {
     /// Adds or refreshes a node (pods already placed on it are kept or re-attached).
     pub fn upsert_node(&mut self, node: &Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
-        if let Some(i) = self.index.get(&name) {
-            self.nodes[*i].set_node(node);
+        if let Some(i) = self.index.get(&name).copied() {
+            self.count_images(i, false);
+            self.nodes[i].set_node(node);
+            self.count_images(i, true);
             return;
         }
         let mut info = NodeInfo::from_node(node);
@@ -51,13 +60,39 @@ impl Cache {
         }
         self.index.insert(name, self.nodes.len());
         self.nodes.push(info);
+        self.count_images(self.nodes.len() - 1, true);
+    }
+
+    fn count_images(&mut self, i: usize, add: bool) {
+        for name in self.nodes[i].images.keys() {
+            if add {
+                *self.image_nodes.entry(name.clone()).or_default() += 1;
+            } else if let Some(n) = self.image_nodes.get_mut(name) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.image_nodes.remove(name);
+                }
+            }
+        }
+    }
+
+    /// How many nodes report image `name`.
+    pub fn image_nodes(&self, name: &str) -> usize {
+        self.image_nodes.get(name).copied().unwrap_or(0)
+    }
+
+    /// Whether any node reports images at all (lets the hot path skip ImageLocality).
+    pub fn has_images(&self) -> bool {
+        !self.image_nodes.is_empty()
     }
 
     /// Removes a node; its pods stay known and re-attach if the node returns.
     pub fn remove_node(&mut self, name: &str) {
-        let Some(i) = self.index.remove(name) else {
+        let Some(i) = self.index.get(name).copied() else {
             return;
         };
+        self.count_images(i, false);
+        self.index.remove(name);
         self.nodes.swap_remove(i);
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name.clone(), i);
@@ -101,6 +136,19 @@ impl Cache {
         );
     }
 
+    /// The watch shows an assumed pod bound where it was assumed: keep the assumed view
+    /// (nothing else changed) instead of re-extracting it. False when it was not assumed
+    /// there, and the caller must [`Cache::add_bound_pod`].
+    pub fn confirm(&mut self, key: &str, node: &str) -> bool {
+        match self.pods.get_mut(key) {
+            Some(p) if p.assumed && p.node == node => {
+                p.assumed = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Places a pod on `node` before the binding is confirmed.
     pub fn assume(&mut self, info: Arc<PodInfo>, node: &str) {
         let key = info.key.clone();
@@ -125,6 +173,53 @@ impl Cache {
     /// Whether the pod is placed (assumed or bound).
     pub fn is_placed(&self, key: &str) -> bool {
         self.pods.contains_key(key)
+    }
+
+    /// Adds or updates a namespace's labels.
+    pub fn upsert_namespace(&mut self, name: &str, labels: Labels) {
+        self.namespaces.insert(name.to_string(), labels);
+    }
+
+    /// Forgets a namespace.
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// Names of all known namespaces.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces.keys().cloned().collect()
+    }
+
+    /// Labels of every known namespace.
+    pub fn namespaces(&self) -> &NamespaceLabels {
+        &self.namespaces
+    }
+
+    /// Records that preemption made room for `info` on `node` (upstream's nominator): other
+    /// pods of no higher priority must leave that room free.
+    pub fn nominate(&mut self, info: Arc<PodInfo>, node: &str) {
+        self.nominated
+            .insert(info.key.clone(), (node.to_string(), info));
+    }
+
+    /// Drops a nomination (the pod was bound, deleted, or nominated elsewhere).
+    pub fn clear_nomination(&mut self, key: &str) {
+        self.nominated.remove(key);
+    }
+
+    /// The node a pending pod is nominated to.
+    pub fn nominated_node_of(&self, key: &str) -> Option<&str> {
+        self.nominated.get(key).map(|(n, _)| n.as_str())
+    }
+
+    /// Whether any pod is nominated (lets the hot path skip the nominated-pod handling).
+    pub fn has_nominations(&self) -> bool {
+        !self.nominated.is_empty()
+    }
+
+    /// Nominated pods as (node, pod).
+    pub fn nominations(&self) -> impl Iterator<Item = (&str, &Arc<PodInfo>)> {
+        self.nominated.values().map(|(n, p)| (n.as_str(), p))
     }
 
     /// Keys of all placed pods.

@@ -31,6 +31,9 @@ pub struct PluginWeights {
     /// ScheduleAnyway spread constraints.
     #[serde(rename = "PodTopologySpread")]
     pub pod_topology_spread: i64,
+    /// Nodes that already hold the pod's images (node.status.images).
+    #[serde(rename = "ImageLocality")]
+    pub image_locality: i64,
 }
 
 impl Default for PluginWeights {
@@ -42,6 +45,7 @@ impl Default for PluginWeights {
             taint_toleration: 3,
             inter_pod_affinity: 2,
             pod_topology_spread: 2,
+            image_locality: 1,
         }
     }
 }

@@ -138,10 +138,10 @@ pub async fn record(
         last_timestamp: Some(Time(now)),
         count: Some(1),
         action: Some(
-            if reason == "Scheduled" {
-                "Binding"
-            } else {
-                "Scheduling"
+            match reason {
+                "Scheduled" => "Binding",
+                "Preempted" => "Preempting",
+                _ => "Scheduling",
             }
             .into(),
         ),
@@ -151,5 +151,61 @@ pub async fn record(
     };
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), &event).await?;
+    Ok(())
+}
+
+/// Sets (or with `None` clears) `status.nominatedNodeName` through `pods/status`.
+pub async fn set_nominated_node(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    node: Option<&str>,
+) -> kube::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"nominatedNodeName": node}})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Evicts a preemption victim as upstream does: a `DisruptionTarget` condition
+/// (reason `PreemptionByScheduler`), then a graceful DELETE (the kubelet finishes it), then a
+/// `Preempted` event. A victim that is already gone is not an error.
+pub async fn preempt_victim(
+    client: &kube::Client,
+    component: &str,
+    ns: &str,
+    name: &str,
+    preemptor_uid: &str,
+    node: &str,
+) -> kube::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let condition = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": format!("{component}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": Time(Timestamp::now()),
+    }]}});
+    let gone = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(condition))
+        .await
+    {
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(victim) => {
+            match api.delete(name, &kube::api::DeleteParams::default()).await {
+                Err(e) if gone(&e) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            let message = format!("Preempted by pod {preemptor_uid} on node {node}");
+            record(client, component, &victim, "Normal", "Preempted", &message).await?;
+        }
+    }
     Ok(())
 }

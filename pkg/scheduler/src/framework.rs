@@ -3,10 +3,12 @@
 //! weighted, normalized scoring pipeline.
 
 use crate::config::PluginWeights;
+use crate::labels::NamespaceLabels;
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::{
-    balanced_allocation, inter_pod_affinity, least_allocated, node_affinity, node_name, node_ports,
-    node_resources_fit, node_unschedulable, pod_topology_spread, taint_toleration,
+    balanced_allocation, image_locality, inter_pod_affinity, least_allocated, node_affinity,
+    node_name, node_ports, node_resources_fit, node_unschedulable, pod_topology_spread,
+    taint_toleration,
 };
 use crate::podinfo::PodInfo;
 
@@ -23,15 +25,27 @@ pub struct CycleState {
     pub affinity: inter_pod_affinity::PreState,
     /// Topology spread counts.
     pub spread: pod_topology_spread::PreState,
+    /// Image spread factors (filled by the caller from the cache; see `algorithm`).
+    pub images: image_locality::PreState,
 }
 
 impl CycleState {
     /// Precomputes the state for `pod` over all nodes (O(nodes) + O(pods) only when the pod
     /// or existing pods use inter-pod affinity / spread constraints).
     pub fn compute<'a>(pod: &PodInfo, nodes: impl Iterator<Item = &'a NodeInfo> + Clone) -> Self {
+        Self::compute_in(pod, nodes, &NamespaceLabels::new())
+    }
+
+    /// [`CycleState::compute`] with the namespaces' labels (affinity namespaceSelectors).
+    pub fn compute_in<'a>(
+        pod: &PodInfo,
+        nodes: impl Iterator<Item = &'a NodeInfo> + Clone,
+        namespaces: &NamespaceLabels,
+    ) -> Self {
         CycleState {
-            affinity: inter_pod_affinity::PreState::compute(pod, nodes.clone()),
+            affinity: inter_pod_affinity::PreState::compute_in(pod, nodes.clone(), namespaces),
             spread: pod_topology_spread::PreState::compute(pod, nodes),
+            images: image_locality::PreState::default(),
         }
     }
 }
@@ -125,6 +139,7 @@ impl Framework {
                 Box::new(inter_pod_affinity::InterPodAffinity),
                 w.inter_pod_affinity,
             ),
+            (Box::new(image_locality::ImageLocality), w.image_locality),
         ];
         let scores = all.into_iter().filter(|(_, w)| *w > 0).collect();
         Framework { filters, scores }

@@ -8,6 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 /// Label map type used throughout the scheduler.
 pub type Labels = BTreeMap<String, String>;
 
+/// Namespace name -> its labels (for `namespaceSelector` in pod affinity terms).
+pub type NamespaceLabels = std::collections::HashMap<String, Labels>;
+
 /// A selector operator (label selectors and node selector requirements).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {

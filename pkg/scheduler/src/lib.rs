@@ -3,7 +3,8 @@
 //!
 //! Codemap: [`podinfo`]/[`nodeinfo`] are the precomputed views, [`cache`] holds nodes and
 //! placed (bound or assumed) pods, [`queue`] the pending pods, [`framework`] + [`plugins`]
-//! the filter/score pipeline, [`algorithm`] one decision, `scheduler` the running loop.
+//! the filter/score pipeline, [`algorithm`] one decision, [`preemption`] the PostFilter that
+//! evicts lower-priority pods, `scheduler` the running loop.
 //! Invariant: a scheduling decision never does IO or parses API objects.
 
 pub mod algorithm;
@@ -16,8 +17,10 @@ pub mod metrics;
 pub mod nodeinfo;
 pub mod plugins;
 pub mod podinfo;
+pub mod preemption;
 pub mod quantity;
 pub mod queue;
+mod recorder;
 mod scheduler;
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! `NodeInfo`: a node's scheduling view (labels, taints, allocatable) plus the pods placed on
 //! it and their summed requests, kept up to date incrementally by the cache.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -32,6 +33,8 @@ pub struct NodeInfo {
     pub pods: Vec<Arc<PodInfo>>,
     /// Number of placed pods that carry inter-pod (anti-)affinity terms.
     pub pods_with_affinity: usize,
+    /// status.images: every reported name -> size in bytes (ImageLocality).
+    pub images: HashMap<String, i64>,
 }
 
 fn allocatable(node: &Node) -> Resources {
@@ -69,6 +72,13 @@ impl NodeInfo {
         self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         self.allocatable = allocatable(node);
+        self.images.clear();
+        for img in node.status.iter().flat_map(|s| s.images.iter().flatten()) {
+            let size = img.size_bytes.unwrap_or(0);
+            for name in img.names.iter().flatten() {
+                self.images.insert(name.clone(), size);
+            }
+        }
     }
 
     /// Accounts a pod placed on this node.

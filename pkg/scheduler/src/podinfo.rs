@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     Toleration,
 };
 
-use crate::labels::{Labels, Requirement, Selector};
+use crate::labels::{Labels, NamespaceLabels, Op, Requirement, Selector};
 use crate::quantity;
 
 /// Requested or allocatable amounts of the resources the scheduler accounts for.
@@ -75,10 +75,10 @@ impl HostPort {
 /// A compiled pod (anti-)affinity term.
 #[derive(Debug, Clone)]
 pub struct AffinityTerm {
-    /// Namespaces the term selects pods in; empty with `all_namespaces` false means none.
+    /// Namespaces listed in the term (the pod's own when neither list nor selector is set).
     pub namespaces: Vec<String>,
-    /// `namespaceSelector: {}` (or any namespace selector, see ARCHITECTURE notes): all.
-    pub all_namespaces: bool,
+    /// `namespaceSelector`, ORed with the list; `{}` selects every namespace.
+    pub namespace_selector: Option<Selector>,
     /// Pod label selector.
     pub selector: Selector,
     /// Node label that defines the topology domain.
@@ -90,23 +90,32 @@ pub struct AffinityTerm {
 impl AffinityTerm {
     fn compile(term: &PodAffinityTerm, own_ns: &str, weight: i64) -> Self {
         let mut namespaces = term.namespaces.clone().unwrap_or_default();
-        let all_namespaces = term.namespace_selector.is_some();
-        if namespaces.is_empty() && !all_namespaces {
+        let namespace_selector = term
+            .namespace_selector
+            .as_ref()
+            .map(|s| Selector::compile(Some(s)));
+        if namespaces.is_empty() && namespace_selector.is_none() {
             namespaces.push(own_ns.to_string());
         }
         Self {
             namespaces,
-            all_namespaces,
+            namespace_selector,
             selector: Selector::compile(term.label_selector.as_ref()),
             topology_key: term.topology_key.clone(),
             weight,
         }
     }
 
-    /// Whether `pod` is selected by this term.
-    pub fn matches(&self, pod: &PodInfo) -> bool {
-        (self.all_namespaces || self.namespaces.contains(&pod.namespace))
-            && self.selector.matches(&pod.labels)
+    /// Whether `pod` is selected by this term; `namespaces` supplies the labels of the
+    /// pod's namespace (an unknown namespace has none).
+    pub fn matches(&self, pod: &PodInfo, namespaces: &NamespaceLabels) -> bool {
+        let in_namespace = self.namespaces.contains(&pod.namespace)
+            || self.namespace_selector.as_ref().is_some_and(|s| {
+                namespaces
+                    .get(&pod.namespace)
+                    .map_or_else(|| s.matches(&Labels::new()), |l| s.matches(l))
+            });
+        in_namespace && self.selector.matches(&pod.labels)
     }
 }
 
@@ -119,8 +128,17 @@ pub struct SpreadConstraint {
     pub topology_key: String,
     /// True for `DoNotSchedule` (a filter), false for `ScheduleAnyway` (a score).
     pub hard: bool,
-    /// Which pods (in the pod's namespace) are counted.
+    /// Which pods (in the pod's namespace) are counted; `matchLabelKeys` are merged in as
+    /// `key In (the incoming pod's value)`.
     pub selector: Selector,
+    /// minDomains (hard constraints only): with fewer eligible domains the global minimum
+    /// counts as 0.
+    pub min_domains: Option<i64>,
+    /// nodeAffinityPolicy Honor (default): only nodes matching the pod's node affinity and
+    /// selector are domains.
+    pub honor_node_affinity: bool,
+    /// nodeTaintsPolicy Honor (default Ignore): only nodes whose taints the pod tolerates.
+    pub honor_taints: bool,
 }
 
 /// A compiled required node selector term (ORed across terms, ANDed within).
@@ -204,6 +222,19 @@ pub struct PodInfo {
     pub spread: Vec<SpreadConstraint>,
     /// spec.priority (higher is tried first).
     pub priority: i32,
+    /// `spec.preemptionPolicy: Never`: the pod waits instead of evicting others.
+    pub preempt_never: bool,
+    /// status.nominatedNodeName: where a preemption made (or is making) room for it.
+    pub nominated_node: Option<String>,
+    /// metadata.deletionTimestamp is set and the pod carries the scheduler's
+    /// `DisruptionTarget` (`PreemptionByScheduler`) condition: a preemption victim waiting
+    /// for its kubelet (upstream `podTerminatingByPreemption`).
+    pub terminating: bool,
+    /// status.startTime in Unix seconds (victim ordering); `None` before a kubelet starts it.
+    pub start_time: Option<i64>,
+    /// Init and regular container images (ImageLocality), normalized as upstream (`:latest`
+    /// added when there is no tag); one entry per container, so its length is the count.
+    pub images: Vec<String>,
 }
 
 fn container_requests(r: Option<&ResourceRequirements>) -> Resources {
@@ -288,6 +319,19 @@ fn required_terms(sel: Option<&NodeSelector>) -> Option<Vec<NodeTerm>> {
     })
 }
 
+/// Upstream's image name normalization for ImageLocality: a name without a tag or digest
+/// gets `:latest`.
+pub fn normalized_image(image: &str) -> String {
+    // Upstream: append the tag when the last ':' is not after the last '/' (a registry port
+    // is not a tag).
+    let colon = image.rfind(':');
+    if colon.is_some() && colon > image.rfind('/') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
 impl PodInfo {
     /// Extracts the scheduling view of a pod.
     pub fn from_pod(pod: &Pod) -> Self {
@@ -311,9 +355,28 @@ impl PodInfo {
             name,
             ..PodInfo::default()
         };
+        if let Some(status) = pod.status.as_ref() {
+            info.terminating = pod.metadata.deletion_timestamp.is_some()
+                && status.conditions.iter().flatten().any(|c| {
+                    c.type_ == "DisruptionTarget"
+                        && c.status == "True"
+                        && c.reason.as_deref() == Some("PreemptionByScheduler")
+                });
+            info.nominated_node = status.nominated_node_name.clone().filter(|n| !n.is_empty());
+            info.start_time = status.start_time.as_ref().map(|t| t.0.as_second());
+        }
         let Some(spec) = pod.spec.as_ref() else {
             return info;
         };
+        info.preempt_never = spec.preemption_policy.as_deref() == Some("Never");
+        info.images = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .filter_map(|c| c.image.as_deref())
+            .map(normalized_image)
+            .collect();
         info.node_name = spec.node_name.clone().filter(|n| !n.is_empty());
         info.priority = spec.priority.unwrap_or(0);
         info.node_selector = spec.node_selector.clone().unwrap_or_default();
@@ -385,11 +448,27 @@ impl PodInfo {
             }
         }
         for c in spec.topology_spread_constraints.iter().flatten() {
+            let mut selector = Selector::compile(c.label_selector.as_ref());
+            if let Selector::Reqs(reqs) = &mut selector {
+                for key in c.match_label_keys.iter().flatten() {
+                    // Keys the pod does not carry are ignored (upstream).
+                    if let Some(v) = info.labels.get(key) {
+                        reqs.push(Requirement {
+                            key: key.clone(),
+                            op: Op::In(vec![v.clone()]),
+                        });
+                    }
+                }
+            }
+            let hard = c.when_unsatisfiable != "ScheduleAnyway";
             info.spread.push(SpreadConstraint {
                 max_skew: i64::from(c.max_skew.max(1)),
                 topology_key: c.topology_key.clone(),
-                hard: c.when_unsatisfiable != "ScheduleAnyway",
-                selector: Selector::compile(c.label_selector.as_ref()),
+                hard,
+                selector,
+                min_domains: c.min_domains.filter(|_| hard).map(i64::from),
+                honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
             });
         }
         info

@@ -76,6 +76,8 @@ pub enum ClusterEvent {
     PodDeleted,
     /// A pod was bound somewhere (may satisfy affinity or spread).
     AssignedPodAdded,
+    /// A namespace was added or relabelled (may change affinity namespaceSelectors).
+    NamespaceChanged,
 }
 
 /// The queue; cheap to share behind an `Arc`.
@@ -285,10 +287,12 @@ impl Queue {
             .parked
             .iter()
             .filter_map(|k| inner.entries.get(k).map(|e| (k, e)))
-            .filter(|(_, e)| {
-                ev != ClusterEvent::AssignedPodAdded
-                    || e.info.has_pod_affinity()
-                    || !e.info.spread.is_empty()
+            .filter(|(_, e)| match ev {
+                ClusterEvent::AssignedPodAdded => {
+                    e.info.has_pod_affinity() || !e.info.spread.is_empty()
+                }
+                ClusterEvent::NamespaceChanged => e.info.has_pod_affinity(),
+                _ => true,
             })
             .map(|(k, e)| (k.clone(), e.last_failure + self.backoff_for(e.attempts)))
             .collect();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
@@ -22,7 +22,9 @@ use crate::events;
 use crate::framework::Framework;
 use crate::metrics::AttemptResult;
 use crate::podinfo::PodInfo;
+use crate::preemption::{self, Outcome};
 use crate::queue::{ClusterEvent, Queue, QueuedPod};
+use crate::recorder::Recorder;
 
 /// Parked pods are retried at least this often even without a cluster event.
 const MAX_PARKED: Duration = Duration::from_secs(60);
@@ -34,6 +36,7 @@ struct Shared {
     queue: Queue,
     framework: Framework,
     binds: Arc<Semaphore>,
+    recorder: Recorder,
 }
 
 impl Shared {
@@ -76,7 +79,9 @@ fn terminal(pod: &Pod) -> bool {
 
 /// Runs the scheduler until the future is dropped.
 pub(crate) async fn run(client: kube::Client, config: Config) -> Result<(), crate::Error> {
+    let (recorder, event_writer) = Recorder::new(client.clone(), config.scheduler_name.clone());
     let shared = Arc::new(Shared {
+        recorder,
         framework: Framework::new(&config.weights),
         queue: Queue::new(config.initial_backoff, config.max_backoff),
         binds: Arc::new(Semaphore::new(config.max_in_flight_binds.max(1))),
@@ -100,11 +105,20 @@ pub(crate) async fn run(client: kube::Client, config: Config) -> Result<(), crat
     )
     .default_backoff();
     tasks.spawn(watch_pods(shared.clone(), pods, pods_synced_tx));
+    let (ns_synced_tx, mut ns_synced) = watch::channel(false);
+    let namespaces = watcher::watcher(
+        Api::<Namespace>::all(shared.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    tasks.spawn(watch_namespaces(shared.clone(), namespaces, ns_synced_tx));
     tasks.spawn(housekeeping(shared.clone()));
+    tasks.spawn(event_writer);
 
     // Deciding before both lists are in would place pods on capacity that is already used.
     let _ = nodes_synced.wait_for(|s| *s).await;
     let _ = pods_synced.wait_for(|s| *s).await;
+    let _ = ns_synced.wait_for(|s| *s).await;
     info!(scheduler = %shared.config.scheduler_name, "caches synced, scheduling");
 
     let mut sel = Selection::default();
@@ -168,6 +182,49 @@ async fn watch_nodes(
     }
 }
 
+async fn watch_namespaces(
+    shared: Arc<Shared>,
+    stream: impl Stream<Item = Result<Event<Namespace>, watcher::Error>>,
+    synced: watch::Sender<bool>,
+) {
+    futures::pin_mut!(stream);
+    let mut seen: HashSet<String> = HashSet::new();
+    let labels = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
+    let name = |ns: &Namespace| ns.metadata.name.clone().unwrap_or_default();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Init) => seen.clear(),
+            Ok(Event::InitApply(ns)) => {
+                seen.insert(name(&ns));
+                shared.cache().upsert_namespace(&name(&ns), labels(&ns));
+            }
+            Ok(Event::InitDone) => {
+                {
+                    let mut cache = shared.cache();
+                    for n in cache.namespace_names() {
+                        if !seen.contains(&n) {
+                            cache.remove_namespace(&n);
+                        }
+                    }
+                }
+                seen.clear();
+                synced.send_replace(true);
+                shared
+                    .queue
+                    .on_cluster_event(ClusterEvent::NamespaceChanged);
+            }
+            Ok(Event::Apply(ns)) => {
+                shared.cache().upsert_namespace(&name(&ns), labels(&ns));
+                shared
+                    .queue
+                    .on_cluster_event(ClusterEvent::NamespaceChanged);
+            }
+            Ok(Event::Delete(ns)) => shared.cache().remove_namespace(&name(&ns)),
+            Err(e) => warn!(error = %e, "namespace watch error"),
+        }
+    }
+}
+
 async fn watch_pods(
     shared: Arc<Shared>,
     stream: impl Stream<Item = Result<Event<Pod>, watcher::Error>>,
@@ -212,9 +269,12 @@ fn on_pod(shared: &Shared, pod: Pod) {
     if let Some(node) = node_of(&pod) {
         shared.queue.remove(&key);
         let node = node.to_string();
-        shared
-            .cache()
-            .add_bound_pod(Arc::new(PodInfo::from_pod(&pod)), &node);
+        let mut cache = shared.cache();
+        cache.clear_nomination(&key);
+        if !cache.confirm(&key, &node) {
+            cache.add_bound_pod(Arc::new(PodInfo::from_pod(&pod)), &node);
+        }
+        drop(cache);
         shared
             .queue
             .on_cluster_event(ClusterEvent::AssignedPodAdded);
@@ -232,12 +292,26 @@ fn on_pod(shared: &Shared, pod: Pod) {
     if shared.cache().is_placed(&key) {
         return;
     }
+    let nominated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty());
+    if let Some(node) = nominated {
+        // Nominated by a previous scheduler instance or confirmed by the watch.
+        let info = Arc::new(PodInfo::from_pod(&pod));
+        shared.cache().nominate(info, node);
+    }
     shared.queue.add(pod);
 }
 
 fn on_pod_deleted(shared: &Shared, key: &str) {
     shared.queue.remove(key);
-    if shared.cache().remove_pod(key) {
+    let mut cache = shared.cache();
+    cache.clear_nomination(key);
+    let removed = cache.remove_pod(key);
+    drop(cache);
+    if removed {
         shared.queue.on_cluster_event(ClusterEvent::PodDeleted);
     }
 }
@@ -257,7 +331,12 @@ async fn schedule_one(shared: &Arc<Shared>, sel: &mut Selection, item: QueuedPod
     match decision {
         Ok(node) => {
             debug!(pod = %key, node = %node, "assuming pod");
-            shared.cache().assume(item.info.clone(), &node);
+            {
+                let mut cache = shared.cache();
+                // Placed now: its nomination must not hold the same room a second time.
+                cache.clear_nomination(&key);
+                cache.assume(item.info.clone(), &node);
+            }
             // Waiting here is the backpressure that bounds in-flight binds.
             let Ok(permit) = shared.binds.clone().acquire_owned().await else {
                 return;
@@ -268,8 +347,9 @@ async fn schedule_one(shared: &Arc<Shared>, sel: &mut Selection, item: QueuedPod
                 bind(&shared, item, node).await;
             });
         }
-        Err(fit) => {
+        Err(mut fit) => {
             shared.config.metrics.attempt(AttemptResult::Unschedulable);
+            fit.post_filter = post_filter(shared, &item);
             shared.queue.unschedulable(&key);
             let message = fit.message();
             info!(pod = %key, reason = %message, "unable to schedule pod");
@@ -279,21 +359,68 @@ async fn schedule_one(shared: &Arc<Shared>, sel: &mut Selection, item: QueuedPod
                 if let Err(e) = events::mark_unschedulable(client, &item.pod, &message).await {
                     debug!(pod = %key, error = %e, "failed to set PodScheduled=False");
                 }
-                let component = &shared.config.scheduler_name;
-                let r = events::record(
-                    client,
-                    component,
-                    &item.pod,
-                    "Warning",
-                    "FailedScheduling",
-                    &message,
-                );
-                if let Err(e) = r.await {
-                    debug!(pod = %key, error = %e, "failed to record event");
-                }
+                shared
+                    .recorder
+                    .emit(&item.pod, "Warning", "FailedScheduling", message);
             });
         }
     }
+}
+
+/// Runs preemption for a pod that fit nowhere: on success nominates it in memory at once and
+/// evicts the victims in the background. Returns the PostFilter message for the FitError.
+fn post_filter(shared: &Arc<Shared>, item: &QueuedPod) -> Option<String> {
+    let pod = &item.info;
+    let (candidate, lower) = {
+        let mut cache = shared.cache();
+        let outcome = preemption::preempt(&shared.framework, &cache, pod);
+        let Outcome::Preempt(c) = outcome else {
+            return outcome.message();
+        };
+        // Pods of lower priority nominated to the same node lose that nomination (upstream
+        // clears their nominatedNodeName so they look elsewhere).
+        let lower: Vec<Arc<PodInfo>> = cache
+            .nominations()
+            .filter(|(n, p)| *n == c.node && p.priority < pod.priority)
+            .map(|(_, p)| p.clone())
+            .collect();
+        for p in &lower {
+            cache.clear_nomination(&p.key);
+        }
+        cache.nominate(pod.clone(), &c.node);
+        (c, lower)
+    };
+    info!(pod = %pod.key, node = %candidate.node, victims = candidate.victims.len(),
+          "preempting lower-priority pods");
+    let shared = shared.clone();
+    let pod = pod.clone();
+    tokio::spawn(async move {
+        let client = &shared.client;
+        let node = Some(candidate.node.as_str());
+        if let Err(e) = events::set_nominated_node(client, &pod.namespace, &pod.name, node).await {
+            debug!(pod = %pod.key, error = %e, "failed to set nominatedNodeName");
+        }
+        let component = &shared.config.scheduler_name;
+        for v in &candidate.victims {
+            let r = events::preempt_victim(
+                client,
+                component,
+                &v.namespace,
+                &v.name,
+                &pod.uid,
+                &candidate.node,
+            );
+            if let Err(e) = r.await {
+                warn!(victim = %v.key, error = %e, "failed to preempt pod");
+            }
+        }
+        for p in &lower {
+            if let Err(e) = events::set_nominated_node(client, &p.namespace, &p.name, None).await {
+                debug!(pod = %p.key, error = %e, "failed to clear nominatedNodeName");
+            }
+        }
+    });
+    None
 }
 
 async fn bind(shared: &Shared, item: QueuedPod, node: String) {
@@ -312,20 +439,11 @@ async fn bind(shared: &Shared, item: QueuedPod, node: String) {
             m.attempt(AttemptResult::Scheduled);
             m.observe_e2e(item.first_seen.elapsed());
             shared.queue.remove(&info.key);
-            info!(pod = %info.key, node = %node, "bound pod");
+            debug!(pod = %info.key, node = %node, "bound pod");
             let message = format!("Successfully assigned {} to {node}", info.key);
-            let component = &shared.config.scheduler_name;
-            let r = events::record(
-                &shared.client,
-                component,
-                &item.pod,
-                "Normal",
-                "Scheduled",
-                &message,
-            );
-            if let Err(e) = r.await {
-                debug!(pod = %info.key, error = %e, "failed to record event");
-            }
+            shared
+                .recorder
+                .emit(&item.pod, "Normal", "Scheduled", message);
         }
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
             // Deleted, or bound already (e.g. by another scheduler): the watch has or will

@@ -73,7 +73,9 @@ async fn resource_exhaustion_sets_unschedulable_condition_and_event() -> anyhow:
     pod(&c, "fill-b", "800m", json!({}), json!({"nodeName": "b"})).await?;
     pod(&c, "big", "500m", json!({}), json!({})).await?;
 
-    let want = "0/3 nodes are available: 1 node(s) had untolerated taint {key: value}, 2 Insufficient cpu.";
+    let want = "0/3 nodes are available: 1 node(s) had untolerated taint {key: value}, 2 Insufficient cpu. \
+                preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, \
+                2 No preemption victims found for incoming pod.";
     let cond = eventually(T, "PodScheduled=False", || async {
         Ok(scheduled_condition(&c, "big")
             .await?
@@ -141,7 +143,8 @@ async fn taints_and_tolerations() -> anyhow::Result<()> {
     .await?;
     assert_eq!(
         cond.2,
-        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {gpu: true}."
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {gpu: true}. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
     Ok(())
 }
@@ -181,7 +184,8 @@ async fn pod_affinity_and_anti_affinity() -> anyhow::Result<()> {
     .await?;
     assert_eq!(
         cond.2,
-        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
     );
 
     // A cache pod that must share a zone with db, which runs on n3 (zone z2).
@@ -213,7 +217,11 @@ async fn node_added_later_unblocks_pending_pod() -> anyhow::Result<()> {
             .filter(|c| c.0 == "False"))
     })
     .await?;
-    assert_eq!(cond.2, "0/1 nodes are available: 1 Insufficient cpu.");
+    assert_eq!(
+        cond.2,
+        "0/1 nodes are available: 1 Insufficient cpu. \
+         preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
     // Parked, not retried in a hot loop: few attempts over a second.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let attempts = sched.metrics.attempts(AttemptResult::Unschedulable);
@@ -324,7 +332,8 @@ async fn uncordoning_a_node_unblocks_pending_pod() -> anyhow::Result<()> {
     .await?;
     assert_eq!(
         cond.2,
-        "0/1 nodes are available: 1 node(s) were unschedulable."
+        "0/1 nodes are available: 1 node(s) were unschedulable. \
+         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
     );
     nodes
         .patch("n1", &PatchParams::default(), &cordon(false))
@@ -334,5 +343,74 @@ async fn uncordoning_a_node_unblocks_pending_pod() -> anyhow::Result<()> {
         scheduled_condition(&c, "p").await?.map(|c| c.0),
         Some("True".into())
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn pod_affinity_namespace_selector_follows_namespace_labels() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PostParams;
+    let server = TestServer::start().await?;
+    let c = server.client();
+    for n in ["n1", "n2", "n3"] {
+        node(&c, n, "4", json!({}), json!([])).await?;
+    }
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-a", "labels": {"team": "a"}}}))?;
+    Api::<Namespace>::all(c.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let db: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "db", "namespace": "team-a", "labels": {"app": "db"}},
+        "spec": {"nodeName": "n2", "containers": [{"name": "c", "image": "nginx"}]}}))?;
+    Api::<Pod>::namespaced(c.clone(), "team-a")
+        .create(&PostParams::default(), &db)
+        .await?;
+    let _sched = start(c.clone(), config());
+    let term = |ns_sel: serde_json::Value| {
+        json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "namespaceSelector": ns_sel,
+             "topologyKey": "kubernetes.io/hostname"}]}}})
+    };
+    // Selects team-a by its labels: lands next to db.
+    pod(
+        &c,
+        "near",
+        "100m",
+        json!({}),
+        term(json!({"matchLabels": {"team": "a"}})),
+    )
+    .await?;
+    assert_eq!(bound(&c, "near", T).await?, "n2");
+    // Selects a team no namespace has: pending ...
+    pod(
+        &c,
+        "far",
+        "100m",
+        json!({}),
+        term(json!({"matchLabels": {"team": "b"}})),
+    )
+    .await?;
+    let cond = eventually(T, "far unschedulable", || async {
+        Ok(scheduled_condition(&c, "far")
+            .await?
+            .filter(|c| c.0 == "False"))
+    })
+    .await?;
+    assert!(
+        cond.2
+            .starts_with("0/3 nodes are available: 3 node(s) didn't match pod affinity rules."),
+        "{}",
+        cond.2
+    );
+    // ... until team-a is relabelled to match: the namespace event retries it.
+    Api::<Namespace>::all(c.clone())
+        .patch(
+            "team-a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
+        )
+        .await?;
+    assert_eq!(bound(&c, "far", T).await?, "n2");
     Ok(())
 }

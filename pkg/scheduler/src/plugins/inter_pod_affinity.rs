@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::framework::{min_max_normalize, CycleState, FilterPlugin, ScorePlugin, Unfit};
+use crate::labels::NamespaceLabels;
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
 
@@ -31,8 +32,17 @@ pub struct PreState {
 }
 
 impl PreState {
-    /// Gathers domains over all nodes.
+    /// Gathers domains over all nodes (no namespace labels known).
     pub fn compute<'a>(pod: &PodInfo, nodes: impl Iterator<Item = &'a NodeInfo>) -> Self {
+        Self::compute_in(pod, nodes, &NamespaceLabels::new())
+    }
+
+    /// Gathers domains over all nodes; `ns` resolves terms' namespaceSelectors.
+    pub fn compute_in<'a>(
+        pod: &PodInfo,
+        nodes: impl Iterator<Item = &'a NodeInfo>,
+        ns: &NamespaceLabels,
+    ) -> Self {
         let mut st = PreState {
             affinity: vec![HashSet::new(); pod.affinity.len()],
             anti: vec![HashSet::new(); pod.anti_affinity.len()],
@@ -48,7 +58,7 @@ impl PreState {
                     continue;
                 }
                 if existing.has_pod_affinity() {
-                    for t in existing.anti_affinity.iter().filter(|t| t.matches(pod)) {
+                    for t in existing.anti_affinity.iter().filter(|t| t.matches(pod, ns)) {
                         if let Some(v) = node.labels.get(&t.topology_key) {
                             st.existing_anti
                                 .entry(t.topology_key.clone())
@@ -59,14 +69,14 @@ impl PreState {
                     for t in existing
                         .preferred_affinity
                         .iter()
-                        .filter(|t| t.matches(pod))
+                        .filter(|t| t.matches(pod, ns))
                     {
                         st.add_score(node, &t.topology_key, t.weight);
                     }
                     for t in existing
                         .preferred_anti_affinity
                         .iter()
-                        .filter(|t| t.matches(pod))
+                        .filter(|t| t.matches(pod, ns))
                     {
                         st.add_score(node, &t.topology_key, -t.weight);
                     }
@@ -76,14 +86,14 @@ impl PreState {
                 }
                 for (i, t) in pod.affinity.iter().enumerate() {
                     if let Some(v) = node.labels.get(&t.topology_key) {
-                        if t.matches(existing) {
+                        if t.matches(existing, ns) {
                             st.affinity[i].insert(v.clone());
                         }
                     }
                 }
                 for (i, t) in pod.anti_affinity.iter().enumerate() {
                     if let Some(v) = node.labels.get(&t.topology_key) {
-                        if t.matches(existing) {
+                        if t.matches(existing, ns) {
                             st.anti[i].insert(v.clone());
                         }
                     }
@@ -91,14 +101,14 @@ impl PreState {
                 for t in pod
                     .preferred_affinity
                     .iter()
-                    .filter(|t| t.matches(existing))
+                    .filter(|t| t.matches(existing, ns))
                 {
                     st.add_score(node, &t.topology_key, t.weight);
                 }
                 for t in pod
                     .preferred_anti_affinity
                     .iter()
-                    .filter(|t| t.matches(existing))
+                    .filter(|t| t.matches(existing, ns))
                 {
                     st.add_score(node, &t.topology_key, -t.weight);
                 }
@@ -107,7 +117,7 @@ impl PreState {
         // The first pod of a group that selects itself may go anywhere its topology keys
         // exist (otherwise such a group could never start).
         st.affinity_matches_nothing_but_self = st.affinity.iter().all(HashSet::is_empty)
-            && pod.affinity.iter().all(|t| t.matches(pod));
+            && pod.affinity.iter().all(|t| t.matches(pod, ns));
         st
     }
 
@@ -272,6 +282,63 @@ mod tests {
         let nodes = cluster();
         for (i, (p, want)) in cases.into_iter().enumerate() {
             assert_eq!(results(&p, &nodes), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn namespaces_and_namespace_selector_table() {
+        let mut a = node("a", &[("kubernetes.io/hostname", "a")]);
+        a.add_pod(Arc::new(pod(
+            json!({"metadata": {"name": "db", "namespace": "other",
+            "labels": {"app": "db"}}}),
+        )));
+        let nodes = [a, node("b", &[("kubernetes.io/hostname", "b")])];
+        let ns = NamespaceLabels::from([
+            (
+                "other".to_string(),
+                crate::plugins::testutil::labels(&[("team", "a")]),
+            ),
+            (
+                "default".to_string(),
+                crate::plugins::testutil::labels(&[("team", "b")]),
+            ),
+        ]);
+        let with = |extra: serde_json::Value| {
+            let mut t = json!({"labelSelector": {"matchLabels": {"app": "db"}},
+                               "topologyKey": "kubernetes.io/hostname"});
+            if let (Some(o), Some(e)) = (t.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            pod(
+                json!({"spec": {"containers": [{"name": "c"}], "affinity": {"podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [t]}}}}),
+            )
+        };
+        let (ok, no) = (Ok(()), Err(AFFINITY));
+        let cases = [
+            // Own namespace only: db (in "other") is invisible.
+            (with(json!({})), vec![no, no]),
+            (with(json!({"namespaces": ["other"]})), vec![ok, no]),
+            (with(json!({"namespaceSelector": {}})), vec![ok, no]),
+            (
+                with(json!({"namespaceSelector": {"matchLabels": {"team": "a"}}})),
+                vec![ok, no],
+            ),
+            (
+                with(json!({"namespaceSelector": {"matchLabels": {"team": "b"}}})),
+                vec![no, no],
+            ),
+            // List and selector are ORed.
+            (
+                with(json!({"namespaces": ["other"],
+                            "namespaceSelector": {"matchLabels": {"team": "b"}}})),
+                vec![ok, no],
+            ),
+        ];
+        for (i, (p, want)) in cases.into_iter().enumerate() {
+            let st = PreState::compute_in(&p, nodes.iter(), &ns);
+            let got: Vec<_> = nodes.iter().map(|n| fits(&st, &p, n)).collect();
+            assert_eq!(got, want, "case {i}");
         }
     }
 

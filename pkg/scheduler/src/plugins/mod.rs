@@ -1,6 +1,7 @@
 //! The default plugins, one per file, each with a pure core and table-driven tests.
 
 pub mod balanced_allocation;
+pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod least_allocated;
 pub mod node_affinity;

@@ -2,13 +2,15 @@
 //! node's domain + 1 - the minimum over domains must not exceed maxSkew) and
 //! `ScheduleAnyway` constraints as a score (fewer matching pods in the domain is better).
 //! Only nodes that pass the pod's node affinity/selector count as domains (upstream default
-//! `nodeAffinityPolicy: Honor`).
+//! `nodeAffinityPolicy: Honor`; `Ignore` counts all), and with `nodeTaintsPolicy: Honor` only
+//! nodes whose taints the pod tolerates. `minDomains` treats the global minimum as 0 while
+//! fewer domains exist; `matchLabelKeys` narrows the selector to the pod's own values.
 
 use std::collections::HashMap;
 
 use crate::framework::{CycleState, FilterPlugin, ScorePlugin, Unfit, MAX_NODE_SCORE};
 use crate::nodeinfo::NodeInfo;
-use crate::plugins::node_affinity;
+use crate::plugins::{node_affinity, taint_toleration};
 use crate::podinfo::PodInfo;
 
 /// Reason: skew exceeded.
@@ -45,11 +47,21 @@ impl PreState {
                 ..Counts::default()
             })
             .collect();
-        for node in nodes.filter(|n| node_affinity::fits(pod, n)) {
+        for node in nodes {
+            // Evaluated lazily: most nodes need neither check.
+            let mut affinity_ok = None;
             for (c, counts) in pod.spread.iter().zip(constraints.iter_mut()) {
                 let Some(v) = node.labels.get(&c.topology_key) else {
                     continue;
                 };
+                if c.honor_node_affinity
+                    && !*affinity_ok.get_or_insert_with(|| node_affinity::fits(pod, node))
+                {
+                    continue;
+                }
+                if c.honor_taints && taint_toleration::untolerated(pod, node).is_some() {
+                    continue;
+                }
                 let n = node
                     .pods
                     .iter()
@@ -59,8 +71,13 @@ impl PreState {
                 *counts.by_value.entry(v.clone()).or_default() += i64::try_from(n).unwrap_or(0);
             }
         }
-        for counts in &mut constraints {
+        for (c, counts) in pod.spread.iter().zip(constraints.iter_mut()) {
             counts.min = counts.by_value.values().copied().min().unwrap_or(0);
+            let domains = i64::try_from(counts.by_value.len()).unwrap_or(i64::MAX);
+            if c.min_domains.is_some_and(|m| domains < m) {
+                // Too few domains: as if the missing ones existed with no matching pods.
+                counts.min = 0;
+            }
         }
         PreState { constraints }
     }
@@ -198,6 +215,75 @@ mod tests {
             let got: Vec<_> = nodes.iter().map(|n| fits(&st, &p, n)).collect();
             assert_eq!(got, want, "case {i}");
         }
+    }
+
+    #[test]
+    fn policies_min_domains_and_match_label_keys_table() {
+        let rev = |name: &str, r: &str| {
+            Arc::new(pod(json!({"metadata": {"name": name,
+                "labels": {"app": "web", "rev": r}}})))
+        };
+        // z1: a (a rev-1 pod), z2: b (tainted, empty), z3: c (a rev-2 pod), d: no zone.
+        let mut a = node("a", &[("zone", "z1")]);
+        a.add_pod(rev("r1", "1"));
+        let mut b = node("b", &[("zone", "z2")]);
+        b.taints.push(
+            serde_json::from_value(json!({"key": "k", "effect": "NoSchedule"})).expect("taint"),
+        );
+        let mut c = node("c", &[("zone", "z3")]);
+        c.add_pod(rev("r2", "2"));
+        let nodes = [a, b, c, node("d", &[])];
+        let hard = |extra: serde_json::Value| {
+            let mut c = json!({"maxSkew": 1, "topologyKey": "zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app": "web"}}});
+            if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            pod(
+                json!({"metadata": {"name": "new", "labels": {"app": "web", "rev": "1"}},
+                "spec": {"containers": [{"name": "c"}], "topologySpreadConstraints": [c]}}),
+            )
+        };
+        let (r, m) = (Err(REASON), Err(MISSING_LABEL));
+        let cases = [
+            // Counts 1/0/1, min 0: a and c are at the skew limit.
+            (hard(json!({})), vec![r, Ok(()), r, m]),
+            // matchLabelKeys rev: c's rev-2 pod does not count.
+            (
+                hard(json!({"matchLabelKeys": ["rev"]})),
+                vec![r, Ok(()), Ok(()), m],
+            ),
+            // nodeTaintsPolicy Honor: tainted b is no domain, min becomes 1.
+            (
+                hard(json!({"nodeTaintsPolicy": "Honor"})),
+                vec![Ok(()), Ok(()), Ok(()), m],
+            ),
+            // ... unless minDomains asks for more domains than the two left: min is 0 again.
+            (
+                hard(json!({"nodeTaintsPolicy": "Honor", "minDomains": 3})),
+                vec![r, Ok(()), r, m],
+            ),
+            (
+                hard(json!({"nodeTaintsPolicy": "Honor", "minDomains": 2})),
+                vec![Ok(()), Ok(()), Ok(()), m],
+            ),
+        ];
+        for (i, (p, want)) in cases.into_iter().enumerate() {
+            let st = PreState::compute(&p, nodes.iter());
+            let got: Vec<_> = nodes.iter().map(|n| fits(&st, &p, n)).collect();
+            assert_eq!(got, want, "case {i}");
+        }
+        // nodeAffinityPolicy Ignore: the gpu-only selector no longer limits domains, so empty
+        // z2 (b) keeps the minimum at 0 and c (1 pod) is rejected at maxSkew 1.
+        let p = spreading("DoNotSchedule", 1, json!({"nodeSelector": {"gpu": "yes"}}));
+        let mut ignoring = p.clone();
+        ignoring.spread[0].honor_node_affinity = false;
+        let nodes = cluster();
+        let honor = PreState::compute(&p, nodes.iter());
+        let ignore = PreState::compute(&ignoring, nodes.iter());
+        assert_eq!(fits(&honor, &p, &nodes[2]), Ok(()));
+        assert_eq!(fits(&ignore, &ignoring, &nodes[2]), Err(REASON));
     }
 
     #[test]
