@@ -105,6 +105,10 @@ pub struct Config {
     pub watch_cache_events: usize,
     /// How long Events are kept (upstream's `--event-ttl`, default 1 h).
     pub event_ttl: Duration,
+    /// Delete a terminating namespace's content in the server itself (default true, for an
+    /// API server without a controller-manager). `kubelite up` turns it off: there the
+    /// controller-manager's discovery-driven namespace controller does it, as upstream.
+    pub namespace_content_deletion: bool,
 }
 
 impl Default for Config {
@@ -118,6 +122,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             watch_cache_events: 4096,
             event_ttl: Duration::from_secs(3600),
+            namespace_content_deletion: true,
         }
     }
 }
@@ -202,6 +207,7 @@ pub async fn build_state(
         crds: crd::Dynamic::new(config.watch_cache_events),
         allocator,
         namespace_kick: Arc::new(tokio::sync::Notify::new()),
+        namespace_content_deletion: config.namespace_content_deletion,
         metrics: Arc::new(metrics::Metrics::new()),
         shutdown,
         bookmark_interval: config.bookmark_interval,

@@ -98,7 +98,20 @@ async fn sweep(reg: &Registry) -> Result<()> {
             continue;
         }
         let name = registry::name_of(&ns).to_string();
-        if empty_namespace(reg, &name).await? {
+        if reg.namespace_content_deletion {
+            if empty_namespace(reg, &name).await? {
+                finish(reg, &name).await?;
+            }
+            continue;
+        }
+        // The controller-manager's namespace controller deletes the content and then removes
+        // `kubernetes` from spec.finalizers; the namespace itself goes once no finalizer is
+        // left (upstream's ShouldDeleteNamespaceDuringUpdate).
+        let spec_finalizers_left = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if !spec_finalizers_left {
             finish(reg, &name).await?;
         }
     }

@@ -23,6 +23,10 @@ pub struct Options {
     /// CIDR Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
+    /// Delete a terminating namespace's content in the server itself; pass `false` when a
+    /// controller-manager (with its namespace controller) runs against this server.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub namespace_content_deletion: bool,
 }
 
 impl Options {
@@ -40,6 +44,7 @@ impl Options {
             listen: self.listen,
             storage,
             service_cluster_ip_range: self.service_cluster_ip_range,
+            namespace_content_deletion: self.namespace_content_deletion,
             ..Config::default()
         }
     }

@@ -169,10 +169,17 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
     let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // The user agent names the field manager of writes without `fieldManager`.
     let params = Params(
         Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map(|q| q.0)
             .unwrap_or_default(),
+    )
+    .with_user_agent(
+        parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
     );
     let (group, version, rest) = match segs.as_slice() {
         ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _] => {
@@ -198,6 +205,7 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
     };
     let method = parts.method.clone();
     let is_crd = parsed.info.group == "apiextensions.k8s.io";
+    let is_namespace = parsed.info.group.is_empty() && parsed.info.plural == "namespaces";
     let resp = dispatch(
         &state,
         parsed,
@@ -212,6 +220,10 @@ async fn handle_inner(state: AppState, req: Request) -> Result<Response> {
     // A written CRD is served (or withdrawn) by the reconcile task: wake it at once.
     if is_crd && method != Method::GET && resp.is_ok() {
         reg.crds.kick.notify_one();
+    }
+    // A finalized namespace is removed by the lifecycle task: wake it too.
+    if is_namespace && method != Method::GET && resp.is_ok() {
+        reg.namespace_kick.notify_one();
     }
     resp
 }

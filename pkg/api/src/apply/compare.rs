@@ -109,8 +109,9 @@ impl Walker<'_> {
         names.push(k);
         let mut c = self.compare_value(old, new, cur, child_cur, names);
         // Go structs always serialize their top-level `spec`/`status`/`metadata`, so upstream
-        // never sees those added or removed as a whole for built-in kinds.
-        if top_level_struct {
+        // never sees those added or removed as a whole for built-in kinds. Top-level maps
+        // (a ConfigMap's `data`) are omitted when empty, so creating them is owned with `.`.
+        if top_level_struct && matches!(k, "spec" | "status" | "metadata") {
             c.added.member = false;
             c.removed.member = false;
         }

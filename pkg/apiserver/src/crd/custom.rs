@@ -72,9 +72,12 @@ impl SchemaResolver for CrdTypes {
         };
         match node.list_type() {
             Some("set") => ListType::Set,
-            Some("map") => {
-                ListType::Map(node.list_map_keys().iter().map(|k| ListKey::required(k)).collect())
-            }
+            Some("map") => ListType::Map(
+                node.list_map_keys()
+                    .iter()
+                    .map(|k| ListKey::required(k))
+                    .collect(),
+            ),
             _ => ListType::Atomic,
         }
     }

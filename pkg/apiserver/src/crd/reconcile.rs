@@ -266,18 +266,9 @@ async fn write(reg: &Registry, raw: &Value, new: Value, part: Part) -> Result<()
         reg.crds.kick.notify_one();
         return Ok(());
     }
-    match update::write(
-        reg,
-        &ctx,
-        part,
-        &Params::default(),
-        &cur,
-        &old,
-        new,
-        Vec::new(),
-    )
-    .await?
-    {
+    // Recorded in managedFields as the server's own writes, as upstream.
+    let params = Params(vec![("fieldManager".into(), "kube-apiserver".into())]);
+    match update::write(reg, &ctx, part, &params, &cur, &old, new, Vec::new()).await? {
         Attempt::Done(_) => Ok(()),
         Attempt::Raced => {
             reg.crds.kick.notify_one();

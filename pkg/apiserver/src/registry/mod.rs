@@ -51,6 +51,9 @@ pub struct Registry {
     pub allocator: Allocator,
     /// Wakes the namespace-lifecycle task when a namespace starts terminating.
     pub namespace_kick: Arc<Notify>,
+    /// The server deletes a terminating namespace's content itself (standalone use); when
+    /// false, a namespace controller does and the server only removes the emptied namespace.
+    pub namespace_content_deletion: bool,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.

@@ -152,7 +152,10 @@ pub async fn write(
         },
         Part::Whole => Tracking::Untracked,
     };
-    write_tracked(reg, ctx, part, params, cur, old, incoming, warnings, tracking).await
+    write_tracked(
+        reg, ctx, part, params, cur, old, incoming, warnings, tracking,
+    )
+    .await
 }
 
 /// [`write`] with explicit ownership bookkeeping.

@@ -235,8 +235,9 @@ pub async fn generation_status_and_noop_flow(api: &Api) {
         .await;
     assert_eq!(code, 200, "{d8}");
     assert_eq!(d8["spec"]["replicas"], 5);
-    // Server-side apply (approximated): merges into an existing object, creates a missing one.
-    let (code, d9) = api.patch(&format!("{base}/web?fieldManager=kubectl&force=false"), "application/apply-patch+yaml",
+    // Server-side apply: the JSON patch above owns spec.replicas now, so taking it needs force;
+    // apply also creates a missing object.
+    let (code, d9) = api.patch(&format!("{base}/web?fieldManager=kubectl&force=true"), "application/apply-patch+yaml",
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 6}})).await;
     assert_eq!(code, 200, "{d9}");
     assert_eq!(d9["spec"]["replicas"], 6);

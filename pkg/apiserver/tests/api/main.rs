@@ -1,6 +1,8 @@
 //! Integration tests against a real server on 127.0.0.1 (one test binary, many modules).
 
+mod apply;
 mod common;
+mod crd;
 mod crud;
 mod etcd;
 mod events;

@@ -141,7 +141,9 @@ pub async fn client_side_apply_lifecycle(env: Env) -> Result<()> {
     Ok(())
 }
 
-/// `apply --server-side` creates and updates (field manager `kubectl`).
+/// `apply --server-side` creates and updates (field manager `kubectl`), conflicts with a
+/// `kubectl patch` of its field until `--force-conflicts`, and `--show-managed-fields` shows
+/// the ownership.
 pub async fn server_side_apply(env: Env) -> Result<()> {
     env.create_namespace().await?;
     let k = env.kubectl_ns();
@@ -159,9 +161,80 @@ pub async fn server_side_apply(env: Env) -> Result<()> {
     ensure!(out.stdout == "configmap/ssa serverside-applied\n", "{out}");
     let out = run(cm("2")).await?.ok()?;
     ensure!(out.stdout == "configmap/ssa serverside-applied\n", "{out}");
-    let got = k.get_json(&["cm", "ssa"]).await?;
+    let got = k.get_json(&["cm", "ssa", "--show-managed-fields"]).await?;
     ensure!(got["data"]["key"] == "2", "{got}");
-    // Field ownership (managedFields, conflicts) is part of the server-side apply work still
-    // open; this checks what exists: apply creates, then updates.
+    let owners = |v: &serde_json::Value| {
+        v["metadata"]["managedFields"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        format!(
+                            "{}/{}",
+                            e["manager"].as_str().unwrap_or(""),
+                            e["operation"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    ensure!(owners(&got) == ["kubectl/Apply"], "{got}");
+
+    // Another manager changes the applied field: the next apply conflicts, in kubectl's words.
+    k.ok(&[
+        "patch",
+        "cm",
+        "ssa",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"key":"p"}}"#,
+    ])
+    .await?;
+    let out = run(cm("3")).await?.failed()?;
+    ensure!(
+        out.stderr.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.key"#
+        ) && out.stderr.contains("--force-conflicts"),
+        "{out}"
+    );
+    let got = k.get_json(&["cm", "ssa", "--show-managed-fields"]).await?;
+    ensure!(
+        got["data"]["key"] == "p",
+        "a conflicting apply wrote: {got}"
+    );
+    ensure!(owners(&got) == ["kubectl-patch/Update"], "{got}");
+
+    // --force-conflicts takes the field back.
+    let forced = k
+        .run_with_stdin(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&cm("3")),
+        )
+        .await?
+        .ok()?;
+    ensure!(
+        forced.stdout == "configmap/ssa serverside-applied\n",
+        "{forced}"
+    );
+    let got = k.get_json(&["cm", "ssa", "--show-managed-fields"]).await?;
+    ensure!(got["data"]["key"] == "3", "{got}");
+    ensure!(owners(&got) == ["kubectl/Apply"], "{got}");
+
+    // `get -o yaml` hides the entries unless asked for them.
+    let plain = k.ok(&["get", "cm", "ssa", "-o", "yaml"]).await?;
+    ensure!(!plain.contains("managedFields"), "{plain}");
+    let shown = k
+        .ok(&["get", "cm", "ssa", "-o", "yaml", "--show-managed-fields"])
+        .await?;
+    ensure!(
+        shown.contains("managedFields:")
+            && shown.contains("manager: kubectl\n")
+            && shown.contains("operation: Apply")
+            && shown.contains("fieldsType: FieldsV1")
+            && shown.contains("f:key: {}"),
+        "{shown}"
+    );
     Ok(())
 }

@@ -184,8 +184,12 @@ pub async fn crd_lifecycle(env: Env) -> Result<()> {
     wait_until(Duration::from_secs(20), || async {
         let out = kn.run(&["get", "crontabs"]).await?;
         // A fresh discovery says the type is gone; a cached one gets a 404 on the list.
-        let gone = out.stderr.contains("the server doesn't have a resource type")
-            || out.stderr.contains("the server could not find the requested resource");
+        let gone = out
+            .stderr
+            .contains("the server doesn't have a resource type")
+            || out
+                .stderr
+                .contains("the server could not find the requested resource");
         Ok((!out.success() && gone).then_some(()))
     })
     .await?;
