@@ -14,8 +14,8 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Build-time prerequisites: etcd-client's build script needs protoc.
+# Build-time prerequisites: etcd-client's build script needs protoc and the well-known protos.
 ensure_build_prereqs() {
   command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
-  ensure_packages protobuf-compiler
+  ensure_packages protobuf-compiler libprotobuf-dev
 }

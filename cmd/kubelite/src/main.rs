@@ -22,8 +22,23 @@ struct Cli {
 enum Command {
     /// Start the single-node dev cluster on an embedded store and write a kubeconfig.
     Up(UpArgs),
+    /// Stop the dev cluster of a data dir and remove its containers, rules and interface.
+    Down(DownArgs),
     /// Run the API server alone (the same flags as `kubelite-apiserver`).
     Apiserver(kubelite_apiserver::options::Options),
+}
+
+#[derive(clap::Args)]
+struct DownArgs {
+    /// Data directory of the dev cluster.
+    #[arg(long, default_value = ".kubelite/data")]
+    data_dir: PathBuf,
+    /// Name of the cluster's Node (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// How many hollow nodes `up --nodes` added (their names derive from the node name).
+    #[arg(long, default_value_t = 0)]
+    nodes: usize,
 }
 
 #[derive(clap::Args)]
@@ -49,6 +64,21 @@ struct UpArgs {
     /// Where the kubelet API listens.
     #[arg(long, default_value = "127.0.0.1:10250")]
     kubelet_listen: SocketAddr,
+    /// Do not run the service proxy (it needs root for iptables); Services are then not routed.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Add this many hollow nodes (kubelets that run nothing) for multi-node experiments.
+    #[arg(long, default_value_t = 0)]
+    nodes: usize,
+    /// The Docker network pods get their IPs on.
+    #[arg(long, default_value = "kubelite-pods")]
+    pod_network: String,
+    /// Its subnet (the gateway, .1, serves cluster DNS).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pod_subnet: String,
+    /// The Service ClusterIP range (kube-dns gets its tenth address).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
 }
 
 #[tokio::main]
@@ -78,8 +108,30 @@ async fn main() -> anyhow::Result<()> {
                     None => hostname()?,
                 },
                 kubelet_listen: args.kubelet_listen,
+                proxy: !args.no_proxy,
+                hollow_nodes: args.nodes,
+                pod_network: args.pod_network,
+                pod_subnet: args.pod_subnet,
+                service_cidr: args.service_cidr,
+                proxy_chain_prefix: kubelite_proxy::Config::default().chain_prefix,
+                proxy_interface: kubelite_proxy::Config::default().interface,
             };
             kubelite_cluster::up(config, kubelite_apiserver::shutdown_signal()).await?;
+        }
+        Command::Down(args) => {
+            let node = match args.node_name {
+                Some(n) => n,
+                None => hostname()?,
+            };
+            let mut node_names = vec![node.clone()];
+            node_names.extend((0..args.nodes).map(|i| format!("{node}-hollow-{i}")));
+            let config = kubelite_cluster::down::DownConfig {
+                data_dir: args.data_dir,
+                node_names,
+                proxy: kubelite_proxy::Config::default(),
+                timeout: std::time::Duration::from_secs(30),
+            };
+            kubelite_cluster::down::down(&config).await?;
         }
         Command::Apiserver(options) => {
             kubelite_apiserver::run(options.into_config(), kubelite_apiserver::shutdown_signal())

@@ -2,9 +2,12 @@
 //! readiness gates, writes a kubeconfig entry, prints what to type next, and stops cleanly.
 //!
 //! Order: the API server (embedded store or etcd) and its `/readyz` gate, then the components
-//! that talk to it over HTTP (scheduler, controller-manager, kubelet). Shutdown runs in reverse: clients first, then the
-//! API server, so no component sees the API vanish under it.
+//! that talk to it over HTTP (scheduler, controller-manager, the pod network, cluster DNS, the
+//! service proxy, kubelets) and a node-Ready gate. Shutdown runs in reverse: clients first, then
+//! the API server, so no component sees the API vanish under it. Pod containers keep running
+//! across a restart (the kubelet adopts them); `kubelite down` removes them.
 
+pub mod down;
 pub mod kubeconfig;
 
 use std::future::Future;
@@ -47,6 +50,20 @@ pub enum Error {
     Controllers(#[from] kubelite_controllers::Error),
     #[error("kubelet: {0}")]
     Kubelet(#[from] kubelite_kubelet::Error),
+    #[error("proxy: {0}")]
+    Proxy(#[from] kubelite_proxy::Error),
+    #[error("dns: {0}")]
+    Dns(#[from] kubelite_dns::Error),
+    #[error("docker: {0} (kubelite needs a running Docker Engine)")]
+    Docker(String),
+    #[error("the service proxy needs root to program iptables (run as root or pass --no-proxy)")]
+    NotRoot,
+    #[error("kubelite is already running on this data dir (pid {pid}, {path}); stop it with `kubelite down`")]
+    AlreadyRunning { pid: u32, path: PathBuf },
+    #[error("stopping: {0}")]
+    Stop(String),
+    #[error("node {0} did not become Ready within {1:?}")]
+    NodeNotReady(String, Duration),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -70,6 +87,45 @@ pub struct UpConfig {
     pub node_name: String,
     /// Where the kubelet API listens (the API server proxies logs/exec here).
     pub kubelet_listen: SocketAddr,
+    /// Run the service proxy (iptables; needs root).
+    pub proxy: bool,
+    /// Extra hollow nodes (kubelets that run nothing) for multi-node experiments.
+    pub hollow_nodes: usize,
+    /// The Docker network pods get IPs on, and its subnet.
+    pub pod_network: String,
+    pub pod_subnet: String,
+    /// The service ClusterIP range (the API server allocates from it, the proxy routes it).
+    pub service_cidr: String,
+    /// Prefix of the proxy's iptables chains and name of its sink interface (tests use
+    /// unique ones so they never touch a developer's running cluster).
+    pub proxy_chain_prefix: String,
+    pub proxy_interface: String,
+}
+
+impl UpConfig {
+    /// The proxy settings this cluster uses (also what `kubelite down` cleans).
+    pub fn proxy_config(&self) -> kubelite_proxy::Config {
+        kubelite_proxy::Config {
+            service_cidr: self.service_cidr.clone(),
+            cluster_cidr: Some(self.pod_subnet.clone()),
+            chain_prefix: self.proxy_chain_prefix.clone(),
+            interface: self.proxy_interface.clone(),
+            ..kubelite_proxy::Config::default()
+        }
+    }
+
+    /// Names of every node this cluster runs.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut names = vec![self.node_name.clone()];
+        names.extend((0..self.hollow_nodes).map(|i| format!("{}-hollow-{i}", self.node_name)));
+        names
+    }
+}
+
+/// The `n`-th address of an IPv4 CIDR (`10.96.0.0/12`, 10 → `10.96.0.10`).
+pub fn nth_address(cidr: &str, n: u32) -> Option<std::net::Ipv4Addr> {
+    let base: std::net::Ipv4Addr = cidr.split('/').next()?.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(base).checked_add(n)?))
 }
 
 /// How long the cluster may take to report ready before `up` gives up.
@@ -88,6 +144,29 @@ pub async fn up(
         path: config.data_dir.clone(),
         source,
     })?;
+    let _pid = down::claim(&config.data_dir)?;
+    // Everything the cluster needs from the host, checked before anything starts.
+    if config.proxy && !is_root() {
+        return Err(Error::NotRoot);
+    }
+    let runtime = kubelite_kubelet::docker::DockerRuntime::connect()
+        .map_err(|e| Error::Docker(e.to_string()))?;
+    {
+        use kubelite_kubelet::Runtime;
+        runtime
+            .version()
+            .await
+            .map_err(|e| Error::Docker(e.to_string()))?;
+        // The pod network first: cluster DNS listens on its gateway.
+        runtime
+            .ensure_network(&config.pod_network, &config.pod_subnet)
+            .await
+            .map_err(|e| Error::Docker(e.to_string()))?;
+    }
+    let gateway = nth_address(&config.pod_subnet, 1)
+        .ok_or_else(|| Error::Client(format!("bad pod subnet {}", config.pod_subnet)))?;
+    let dns_ip = nth_address(&config.service_cidr, 10)
+        .ok_or_else(|| Error::Client(format!("bad service CIDR {}", config.service_cidr)))?;
 
     // Bind first so a port conflict is a clear error before anything else starts.
     let listener = TcpListener::bind(config.listen).await.map_err(|source| {
@@ -114,6 +193,9 @@ pub async fn up(
     let api_config = ApiConfig {
         listen: addr,
         storage: storage.clone(),
+        service_cluster_ip_range: config.service_cidr.clone(),
+        // The controller-manager's namespace controller deletes namespace content, as upstream.
+        namespace_content_deletion: false,
         ..ApiConfig::default()
     };
 
@@ -164,25 +246,99 @@ pub async fn up(
         ))
     };
     progress("controller-manager", "running");
-    let mut kubelet = {
+    let mut dns = {
         let stop = components.clone();
-        let mut kc = kubelite_kubelet::Config::new(config.node_name.clone());
-        kc.listen = config.kubelet_listen;
-        kc.node_ip = config.kubelet_listen.ip().to_string();
-        tokio::spawn(kubelite_kubelet::run(client.clone(), kc, async move {
-            stop.cancelled().await
-        }))
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let dc = kubelite_dns::Config {
+            listen: SocketAddr::new(gateway.into(), 53),
+            upstreams: kubelite_dns::parse_resolv_conf(&resolv),
+            publish: Some(kubelite_dns::Publish {
+                cluster_ip: dns_ip.into(),
+                advertise_ip: gateway.into(),
+                port: 53,
+            }),
+            ..kubelite_dns::Config::default()
+        };
+        let server = kubelite_dns::Server::bind(client.clone(), dc).await?;
+        tokio::spawn(async move { server.serve(async move { stop.cancelled().await }).await })
     };
+    progress(
+        "dns",
+        &format!("{dns_ip} (kube-system/kube-dns, serving on {gateway}:53)"),
+    );
+    let mut proxy = if config.proxy {
+        let stop = components.clone();
+        let pc = config.proxy_config();
+        let handle = tokio::spawn(kubelite_proxy::run(client.clone(), pc, async move {
+            stop.cancelled().await
+        }));
+        progress(
+            "proxy",
+            &format!("iptables, service CIDR {}", config.service_cidr),
+        );
+        handle
+    } else {
+        progress("proxy", "disabled (--no-proxy): Services are not routed");
+        tokio::spawn(std::future::pending::<Result<(), kubelite_proxy::Error>>())
+    };
+    let mut kubelets = tokio::task::JoinSet::new();
+    for (i, name) in config.node_names().into_iter().enumerate() {
+        let stop = components.clone();
+        let mut kc = kubelite_kubelet::Config::new(name.clone());
+        kc.pod_network = config.pod_network.clone();
+        kc.pod_subnet = config.pod_subnet.clone();
+        kc.cluster_dns = vec![dns_ip.to_string()];
+        kc.root_dir = config.data_dir.join("kubelet").join(&name);
+        if i == 0 {
+            kc.listen = config.kubelet_listen;
+            kc.node_ip = config.kubelet_listen.ip().to_string();
+            kc.pod_manifest_path = Some(config.data_dir.join("manifests"));
+        } else {
+            kc.listen = SocketAddr::new(config.kubelet_listen.ip(), 0);
+            kc.node_ip = config.kubelet_listen.ip().to_string();
+            kc.hollow = true;
+        }
+        let c = client.clone();
+        kubelets.spawn(async move {
+            kubelite_kubelet::run(c, kc, async move { stop.cancelled().await }).await
+        });
+    }
     progress(
         "kubelet",
         &format!(
-            "node {} (API on {})",
-            config.node_name, config.kubelet_listen
+            "node {} (API on {}){}",
+            config.node_name,
+            config.kubelet_listen,
+            if config.hollow_nodes > 0 {
+                format!(" + {} hollow node(s)", config.hollow_nodes)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    tokio::select! {
+        ready = wait_node_ready(&client, &config.node_name, READY_TIMEOUT) => ready?,
+        Some(ended) = kubelets.join_next() => {
+            components.cancel();
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return match ended {
+                Ok(Err(e)) => Err(e.into()),
+                _ => Err(Error::NodeNotReady(config.node_name.clone(), started.elapsed())),
+            };
+        }
+    }
+    progress(
+        "node",
+        &format!(
+            "{} Ready ({} ms since start)",
+            config.node_name,
+            started.elapsed().as_millis()
         ),
     );
 
     kubeconfig::upsert(&config.kubeconfig, &config.context, &url)?;
-    print_summary(&config, &url, &storage);
+    print_summary(&config, &url, &storage, &dns_ip.to_string());
 
     tokio::select! {
         _ = shutdown => {
@@ -194,8 +350,16 @@ pub async fn up(
             if let Ok(Err(e)) = controllers.await {
                 tracing::warn!(error = %e, "controller-manager stopped with an error");
             }
-            if let Ok(Err(e)) = kubelet.await {
-                tracing::warn!(error = %e, "kubelet stopped with an error");
+            while let Some(ended) = kubelets.join_next().await {
+                if let Ok(Err(e)) = ended {
+                    tracing::warn!(error = %e, "kubelet stopped with an error");
+                }
+            }
+            if let Ok(Err(e)) = proxy.await {
+                tracing::warn!(error = %e, "proxy stopped with an error");
+            }
+            if let Ok(Err(e)) = dns.await {
+                tracing::warn!(error = %e, "dns stopped with an error");
             }
             let _ = stop_tx.send(());
             match server.await {
@@ -220,13 +384,31 @@ pub async fn up(
                 Err(e) => tracing::warn!(error = %e, "scheduler task failed"),
             }
         }
-        ended = &mut kubelet => {
+        Some(ended) = kubelets.join_next() => {
             components.cancel();
             let _ = stop_tx.send(());
             let _ = server.await;
             match ended {
                 Ok(r) => r?,
                 Err(e) => tracing::warn!(error = %e, "kubelet task failed"),
+            }
+        }
+        ended = &mut proxy => {
+            components.cancel();
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            match ended {
+                Ok(r) => r?,
+                Err(e) => tracing::warn!(error = %e, "proxy task failed"),
+            }
+        }
+        ended = &mut dns => {
+            components.cancel();
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            match ended {
+                Ok(r) => r?,
+                Err(e) => tracing::warn!(error = %e, "dns task failed"),
             }
         }
         ended = &mut controllers => {
@@ -270,6 +452,41 @@ pub async fn wait_ready(url: &str, timeout: Duration) -> Result<()> {
     }
 }
 
+/// Poll the Node until its Ready condition is True or `timeout` passes.
+pub async fn wait_node_ready(client: &kube::Client, node: &str, timeout: Duration) -> Result<()> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(n)) = nodes.get_opt(node).await {
+            let ready = n
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NodeNotReady(node.to_string(), timeout));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether this process runs as root (uid 0), read from /proc so no unsafe call is needed.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
 fn remove_dir_if_present(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
@@ -285,7 +502,7 @@ fn progress(component: &str, what: &str) {
     println!("  {component:<20} {what}");
 }
 
-fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig) {
+fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig, dns: &str) {
     let store = match storage {
         StorageConfig::Embedded(dir) => format!("embedded ({})", dir.display()),
         StorageConfig::Etcd { endpoints, .. } => format!("etcd ({})", endpoints.join(",")),
@@ -296,6 +513,8 @@ fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig) {
     println!("  API server   {url}");
     println!("  storage      {store}");
     println!("  node         {}", config.node_name);
+    println!("  cluster DNS  {dns} (cluster.local)");
+    println!("  services     {}", config.service_cidr);
     println!("  data dir     {}", config.data_dir.display());
     println!("  kubeconfig   {kc} (context {})", config.context);
     println!();
@@ -305,5 +524,12 @@ fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig) {
     println!("  kubectl create deployment web --image=kubelite/busybox -- sleep 3600");
     println!("  kubectl get pods -o wide");
     println!();
-    println!("Stop with Ctrl-C; starting again on the same data dir keeps every object.");
+    println!("  kubectl apply -f manifests/examples/friendlyhello.yaml");
+    println!();
+    println!("Stop with Ctrl-C (pods keep running and are adopted on the next start) or");
+    println!(
+        "`kubelite down --data-dir {}` (stops it and removes its containers and rules).",
+        config.data_dir.display()
+    );
+    println!("Starting again on the same data dir keeps every object.");
 }
