@@ -165,23 +165,33 @@ async fn empty_namespace(reg: &Registry, ns: &str) -> Result<bool> {
     Ok(empty)
 }
 
-/// Remove the `kubernetes` finalizer and the namespace itself.
+/// Remove the `kubernetes` finalizer (when this server deleted the content), then the namespace
+/// itself once no spec or metadata finalizer is left (others' finalizers keep it).
 async fn finish(reg: &Registry, name: &str) -> Result<()> {
     let ctx = Ctx::new(ns_info()?, None);
     let (cur, obj) = registry::get_kv(reg, &ctx, name).await?;
-    let has_meta_finalizers = obj
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    if has_meta_finalizers {
+    let list = |ptr: &str| -> Vec<Value> {
+        obj.pointer(ptr)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let spec_finalizers = list("/spec/finalizers");
+    if spec_finalizers.iter().any(|f| f == "kubernetes") {
         let mut new = obj.clone();
-        new["spec"]["finalizers"] = json!([]);
-        if !registry::same_object(&new, &obj) {
-            let _ = reg
-                .storage
-                .update(&ctx.key(name), registry::encode(&new)?, cur.mod_revision)
-                .await;
-        }
+        let rest: Vec<Value> = spec_finalizers
+            .into_iter()
+            .filter(|f| f != "kubernetes")
+            .collect();
+        new["spec"]["finalizers"] = json!(rest);
+        let _ = reg
+            .storage
+            .update(&ctx.key(name), registry::encode(&new)?, cur.mod_revision)
+            .await;
+        reg.namespace_kick.notify_one();
+        return Ok(());
+    }
+    if !spec_finalizers.is_empty() || !list("/metadata/finalizers").is_empty() {
         return Ok(());
     }
     match delete::remove(reg, &ctx, name, &cur, &obj).await? {
