@@ -54,7 +54,11 @@ async fn leader_failover() -> anyhow::Result<()> {
     for i in 0..3 {
         bound(&c, &format!("p{i}"), Duration::from_secs(10)).await?;
     }
-    assert_eq!(s1.metrics.attempts(AttemptResult::Scheduled), 3);
+    // The binding is visible in the API a moment before the scheduler counts it.
+    eventually(Duration::from_secs(5), "s1 counted 3 bindings", || async {
+        Ok((s1.metrics.attempts(AttemptResult::Scheduled) == 3).then_some(()))
+    })
+    .await?;
     assert_eq!(
         s2.metrics.attempts(AttemptResult::Scheduled),
         0,
@@ -76,6 +80,9 @@ async fn leader_failover() -> anyhow::Result<()> {
     );
     pod(&c, "after", "100m", json!({}), json!({})).await?;
     bound(&c, "after", Duration::from_secs(10)).await?;
-    assert_eq!(s2.metrics.attempts(AttemptResult::Scheduled), 1);
+    eventually(Duration::from_secs(5), "s2 counted its binding", || async {
+        Ok((s2.metrics.attempts(AttemptResult::Scheduled) == 1).then_some(()))
+    })
+    .await?;
     Ok(())
 }
