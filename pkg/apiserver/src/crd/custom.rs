@@ -190,20 +190,16 @@ impl Strategy for CustomStrategy {
 
     /// Custom resources bump `metadata.generation` on any change outside metadata and status.
     fn spec_changed(&self, new: &Value, old: &Value) -> bool {
-        let rest = |v: &Value| -> Vec<(String, Value)> {
-            v.as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default()
+        // Compared in place (no clones): a key added, removed or changed outside
+        // metadata and status.
+        let tracked = |k: &String| !matches!(k.as_str(), "metadata" | "status");
+        let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+            return new != old;
         };
-        let (mut a, mut b) = (rest(new), rest(old));
-        a.sort_by(|x, y| x.0.cmp(&y.0));
-        b.sort_by(|x, y| x.0.cmp(&y.0));
-        a != b
+        n.iter()
+            .filter(|(k, _)| tracked(k))
+            .any(|(k, v)| o.get(k) != Some(v))
+            || o.keys().filter(|k| tracked(k)).any(|k| !n.contains_key(k))
     }
 
     fn scale_paths(&self) -> ScalePaths {

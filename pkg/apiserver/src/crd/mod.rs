@@ -166,6 +166,27 @@ impl Dynamic {
 
     /// Publish a new set of served custom resources.
     fn install(&self, entries: Vec<Entry>) {
+        // The reconcile task runs every few seconds; an unchanged set keeps the current table
+        // (and its built OpenAPI documents) instead of rebuilding both.
+        let unchanged = {
+            let current = self.current();
+            current.by_path.len() == entries.len()
+                && entries.iter().all(|e| {
+                    let key = (
+                        e.info.group.to_string(),
+                        e.info.version.to_string(),
+                        e.info.plural.to_string(),
+                    );
+                    current.by_path.get(&key).is_some_and(|c| {
+                        std::ptr::eq(c.info, e.info)
+                            && Arc::ptr_eq(&c.strategy, &e.strategy)
+                            && c.multi_version == e.multi_version
+                    })
+                })
+        };
+        if unchanged {
+            return;
+        }
         let mut all = builtin_resources().to_vec();
         let mut custom: Vec<&Entry> = entries.iter().collect();
         custom.sort_by(|a, b| {
