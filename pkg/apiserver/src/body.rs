@@ -252,12 +252,19 @@ pub fn check_unknown(mode: FieldValidation, problems: FieldProblems) -> Result<V
 /// Decode an object body and report duplicated keys (JSON bodies only; YAML decoding rejects
 /// duplicates itself).
 pub fn decode_checked(headers: &HeaderMap, bytes: &[u8]) -> Result<(Value, Vec<String>)> {
-    let value = decode(headers, bytes)?;
-    let dups = match media_type(headers).as_str() {
-        "" | "application/json" | "*/*" => crate::dupfields::duplicate_fields(bytes),
-        _ => Vec::new(),
-    };
-    Ok((value, dups))
+    match media_type(headers).as_str() {
+        "" | "application/json" | "*/*" => {
+            let (value, dups) = crate::dupfields::decode_with_duplicates(bytes)
+                .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request(
+                    "the request body is not a JSON object",
+                ));
+            }
+            Ok((value, dups))
+        }
+        _ => Ok((decode(headers, bytes)?, Vec::new())),
+    }
 }
 
 /// How the client wants objects rendered.

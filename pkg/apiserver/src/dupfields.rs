@@ -1,98 +1,148 @@
 //! Duplicate-key detection in JSON bodies: `serde_json::Value` silently keeps the last of two
 //! equal keys, while upstream's strict decoding reports them (`duplicate field "spec.replicas"`).
+//! [`decode_with_duplicates`] does both in one pass: every write request decodes its body, so
+//! walking it twice showed in profiles.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 /// Paths of duplicated keys in a JSON document (empty for invalid JSON: decoding reports that).
 pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
+    decode_with_duplicates(json)
+        .map(|(_, dups)| dups)
+        .unwrap_or_default()
+}
+
+/// Decode a JSON document as `serde_json::from_slice::<Value>` does (the last of equal keys
+/// wins, in the first one's position) and report the paths of duplicated keys, in document
+/// order.
+pub fn decode_with_duplicates(json: &[u8]) -> serde_json::Result<(Value, Vec<String>)> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(json);
-    let seed = Walk {
-        path: String::new(),
+    let value = Decode {
+        path: None,
         out: &mut out,
-    };
-    if seed.deserialize(&mut de).is_err() {
-        return Vec::new();
     }
-    out
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok((value, out))
 }
 
-struct Walk<'a> {
-    path: String,
-    out: &'a mut Vec<String>,
+/// Where a value sits: a chain of parent links on the stack, rendered only for a duplicate.
+#[derive(Clone, Copy)]
+struct Path<'p> {
+    parent: Option<&'p Path<'p>>,
+    seg: Seg<'p>,
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
+#[derive(Clone, Copy)]
+enum Seg<'p> {
+    Key(&'p str),
+    Index(usize),
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+fn render(path: Option<&Path<'_>>, out: &mut String) {
+    let Some(p) = path else { return };
+    render(p.parent, out);
+    match p.seg {
+        Seg::Key(k) => {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(k);
+        }
+        Seg::Index(i) => {
+            out.push('[');
+            out.push_str(&i.to_string());
+            out.push(']');
+        }
+    }
+}
+
+struct Decode<'p, 'o> {
+    path: Option<&'p Path<'p>>,
+    out: &'o mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Decode<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for Decode<'_, '_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
+        f.write_str("any valid JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut obj = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
+            let here = Path {
+                parent: self.path,
+                seg: Seg::Key(&key),
             };
-            if !seen.insert(key) {
-                self.out.push(path.clone());
+            if obj.contains_key(&key) {
+                let mut rendered = String::new();
+                render(Some(&here), &mut rendered);
+                self.out.push(rendered);
             }
-            map.next_value_seed(Walk {
-                path,
+            let value = map.next_value_seed(Decode {
+                path: Some(&here),
                 out: &mut *self.out,
             })?;
+            obj.insert(key, value);
         }
-        Ok(())
+        Ok(Value::Object(obj))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         loop {
-            let path = format!("{}[{i}]", self.path);
-            if seq
-                .next_element_seed(Walk {
-                    path,
-                    out: &mut *self.out,
-                })?
-                .is_none()
-            {
-                return Ok(());
+            let here = Path {
+                parent: self.path,
+                seg: Seg::Index(items.len()),
+            };
+            match seq.next_element_seed(Decode {
+                path: Some(&here),
+                out: &mut *self.out,
+            })? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
             }
-            i += 1;
         }
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
@@ -109,5 +159,26 @@ mod tests {
         );
         assert!(duplicate_fields(br#"{"a":1}"#).is_empty());
         assert!(duplicate_fields(b"{nope").is_empty());
+    }
+
+    #[test]
+    fn decodes_like_serde_json() {
+        for body in [
+            &br#"{"a":1,"b":[1,-2,3.5,"x",null,true,{"c":{}}],"a":{"z":[]},"e":1e300}"#[..],
+            br#"{"u":18446744073709551615,"i":-9223372036854775808,"s":"\u00e9\n"}"#,
+            br#"[]"#,
+            br#""str""#,
+        ] {
+            let (v, _) = decode_with_duplicates(body).expect("test");
+            let expect: serde_json::Value = serde_json::from_slice(body).expect("test");
+            assert_eq!(v, expect);
+            assert_eq!(
+                serde_json::to_string(&v).expect("test"),
+                serde_json::to_string(&expect).expect("test")
+            );
+        }
+        assert!(decode_with_duplicates(br#"{"a":1} x"#).is_err());
+        assert!(decode_with_duplicates(br#"{"a":"#).is_err());
+        assert!(decode_with_duplicates(br#"{"e":1e400}"#).is_err());
     }
 }

@@ -38,6 +38,7 @@ pub mod routes;
 pub mod services;
 pub mod table;
 pub mod watch_cache;
+pub mod write_marks;
 
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -201,8 +202,15 @@ pub async fn build_state(
         .await?;
         caches.insert(prefix, cache);
     }
+    // Namespace writes are marked so the create path can check the namespace in the watch
+    // cache once the cache has caught up with them (see `namespaces::ensure_active`).
+    let ns_prefix = namespaces::ns_info()
+        .map(|i| i.prefix())
+        .map_err(ServerError::Bootstrap)?;
+    let marks = Arc::new(write_marks::WriteMarks::new(storage, &[ns_prefix]));
     let registry = Arc::new(Registry {
-        storage,
+        storage: marks.clone(),
+        write_marks: marks,
         caches: std::sync::RwLock::new(caches),
         crds: crd::Dynamic::new(config.watch_cache_events),
         allocator,

@@ -12,11 +12,12 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, Result};
 use crate::registry::{self, delete, Ctx, Params, Registry};
+use kubelite_api::resource::ResourceInfo;
 
 /// Namespaces every cluster has.
 pub const BUILTIN: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-fn ns_info() -> Result<&'static kubelite_api::resource::ResourceInfo> {
+pub(crate) fn ns_info() -> Result<&'static kubelite_api::resource::ResourceInfo> {
     kubelite_api::resource::find_builtin("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("no namespaces resource"))
 }
@@ -37,23 +38,72 @@ pub async fn bootstrap(reg: &Registry) -> Result<()> {
 
 /// Objects may be created in `ns` only when it exists and is not terminating. `object` is what
 /// is being created: upstream's Forbidden error names it (`configmaps "x" is forbidden: ...`).
+/// The namespace at `key` from the watch cache, but only when the cache has seen every
+/// namespace write this server acknowledged: a create must never land in a namespace the
+/// client already saw go Terminating (read-your-writes). A miss falls back to storage, as
+/// upstream's admission does a live lookup, so a namespace written elsewhere is never refused.
+fn cached_namespace(reg: &Registry, info: &ResourceInfo, key: &str) -> Option<bool> {
+    let prefix = info.prefix();
+    let mark = reg.write_marks.mark(&prefix)?;
+    let cache = reg.cache(&prefix)?;
+    if cache.revision() < mark {
+        return None;
+    }
+    // Only the two fields that matter are decoded: this runs on every namespaced create.
+    let probe: NamespaceProbe = serde_json::from_slice(&cache.get_json(key)?).ok()?;
+    Some(probe.terminating())
+}
+
+/// What the create path needs to know of a namespace.
+#[derive(serde::Deserialize)]
+struct NamespaceProbe {
+    #[serde(default)]
+    metadata: ProbeMeta,
+    #[serde(default)]
+    status: ProbeStatus,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeMeta {
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct ProbeStatus {
+    phase: Option<String>,
+}
+
+impl NamespaceProbe {
+    fn terminating(&self) -> bool {
+        self.status.phase.as_deref() == Some("Terminating")
+            || self.metadata.deletion_timestamp.is_some()
+    }
+}
+
+/// Whether a stored namespace is terminating.
+fn is_terminating(obj: &Value) -> bool {
+    obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        || obj.pointer("/metadata/deletionTimestamp").is_some()
+}
+
 pub async fn ensure_active(reg: &Registry, ns: &str, object: crate::error::Target) -> Result<()> {
     let info = ns_info()?;
     let key = info.key(None, ns);
-    // Read the namespace from storage, not from the watch cache: the cache may lag a delete
-    // this server has just acknowledged, and a create must never land in a namespace the
-    // client already saw go Terminating (read-your-writes).
-    let kv = reg
-        .storage
-        .get(&key)
-        .await
-        .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
-    let Some(kv) = kv else {
-        return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
+    let terminating = match cached_namespace(reg, info, &key) {
+        Some(t) => t,
+        None => {
+            let kv = reg
+                .storage
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_storage(e, crate::error::Target::new(info, ns)))?;
+            let Some(kv) = kv else {
+                return Err(ApiError::not_found(crate::error::Target::new(info, ns)));
+            };
+            is_terminating(&registry::decode_kv(&kv)?)
+        }
     };
-    let obj = registry::decode_kv(&kv)?;
-    let terminating = obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-        || obj.pointer("/metadata/deletionTimestamp").is_some();
     if terminating {
         let prefix = format!("{} {:?} is forbidden: ", object.group_resource, object.name);
         let mut e = ApiError::forbidden(format!(

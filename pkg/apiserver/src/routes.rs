@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use kubelite_api::resource::{find_builtin, ResourceInfo};
 use serde_json::Value;
 
@@ -85,7 +86,11 @@ pub fn parse_with(
 
 fn json_response(reply: Reply) -> Response {
     let code = StatusCode::from_u16(reply.code).unwrap_or(StatusCode::OK);
-    let mut resp = (code, serde_json::to_vec(&reply.body).unwrap_or_default()).into_response();
+    let bytes = match reply.encoded {
+        Some(b) => b,
+        None => Bytes::from(serde_json::to_vec(&reply.body).unwrap_or_default()),
+    };
+    let mut resp = (code, bytes).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -152,7 +157,11 @@ fn render(
             true,
         )
     };
-    Ok(json_response(Reply { body, ..reply }))
+    Ok(json_response(Reply {
+        body,
+        encoded: None,
+        ..reply
+    }))
 }
 
 /// Entry point for every `/api/...` and `/apis/...` request.

@@ -321,6 +321,11 @@ impl WatchCache {
         self.inner.read().map(|i| i.rev).unwrap_or(0)
     }
 
+    /// The cached object's JSON at `key`, if the cache holds it.
+    pub fn get_json(&self, key: &str) -> Option<Bytes> {
+        self.inner.read().ok()?.objects.get(key).cloned()
+    }
+
     /// The cached object at `key`, if the cache holds it.
     pub fn get(&self, key: &str) -> Option<Value> {
         let json = self.inner.read().ok()?.objects.get(key).cloned()?;

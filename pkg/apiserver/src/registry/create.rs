@@ -173,28 +173,18 @@ async fn create_inner(
                 code: 201,
                 body: obj,
                 warnings,
+                encoded: None,
             });
         }
         let allocated = crate::services::allocate(reg, ctx, &mut obj).await?;
         let started = std::time::Instant::now();
-        let res = reg.storage.create(&key, ctx.encode(&obj)?).await;
+        let encoded = ctx.encode(&obj)?;
+        let res = reg.storage.create(&key, encoded.clone()).await;
         reg.metrics.observe_storage("create", started.elapsed());
         match res {
             Ok(kv) => {
-                // The stored bytes are `obj` (stamped without resourceVersion/selfLink):
-                // answer from it instead of decoding them again.
-                let body = if ctx.converts() {
-                    ctx.decode(&kv)?
-                } else {
-                    super::set_rv(&mut obj, kv.mod_revision);
-                    obj
-                };
                 tracing::debug!(resource = %info.group_resource(), %name, "created");
-                return Ok(Reply {
-                    code: 201,
-                    body,
-                    warnings,
-                });
+                return super::stored_reply(ctx, 201, obj, &encoded, &kv, warnings);
             }
             Err(e) => {
                 crate::services::release_all(reg, &allocated).await;

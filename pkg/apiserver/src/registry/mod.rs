@@ -42,7 +42,10 @@ pub async fn conflict_pause(attempt: usize) {
 
 /// Shared state of every request: storage, watch caches, allocators.
 pub struct Registry {
+    /// Every read and write goes here; it is `write_marks` (a decorator over the backend).
     pub storage: Arc<dyn Storage>,
+    /// The revisions of this server's last writes under marked prefixes (namespaces).
+    pub write_marks: Arc<crate::write_marks::WriteMarks>,
     /// One watch cache per resource, keyed by storage prefix (custom resources add theirs
     /// while the server runs).
     pub caches: std::sync::RwLock<HashMap<String, Arc<WatchCache>>>,
@@ -238,6 +241,9 @@ pub struct Reply {
     pub code: u16,
     pub body: Value,
     pub warnings: Vec<String>,
+    /// `body` already encoded as JSON (the stored bytes with their resourceVersion), so the
+    /// answer need not serialize it again. Whoever changes `body` must drop it.
+    pub encoded: Option<Bytes>,
 }
 
 impl Reply {
@@ -247,8 +253,39 @@ impl Reply {
             code: 200,
             body,
             warnings: Vec::new(),
+            encoded: None,
         }
     }
+}
+
+/// The answer to a write that stored `encoded` (the encoding of `obj`, without
+/// resourceVersion) as `kv`: `obj` with its new resourceVersion, and the same JSON spliced
+/// from the stored bytes so the answer is not serialized twice. Kinds whose stored form is
+/// converted on read are decoded instead.
+pub fn stored_reply(
+    ctx: &Ctx,
+    code: u16,
+    mut obj: Value,
+    encoded: &Bytes,
+    kv: &KeyValue,
+    warnings: Vec<String>,
+) -> Result<Reply> {
+    if ctx.converts() {
+        return Ok(Reply {
+            code,
+            body: ctx.decode(kv)?,
+            warnings,
+            encoded: None,
+        });
+    }
+    set_rv(&mut obj, kv.mod_revision);
+    let encoded = list::stamp_rv(encoded, kv.mod_revision).map(Bytes::from);
+    Ok(Reply {
+        code,
+        body: obj,
+        warnings,
+        encoded,
+    })
 }
 
 /// Decode a stored object and stamp its resourceVersion.

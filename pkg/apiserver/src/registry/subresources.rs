@@ -281,6 +281,7 @@ pub async fn bind(
                     code: 201,
                     body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                     warnings: Vec::new(),
+                    encoded: None,
                 })
             }
             Attempt::Raced => continue,
@@ -303,5 +304,6 @@ pub async fn evict(
         code: 201,
         body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         warnings: Vec::new(),
+        encoded: None,
     })
 }

@@ -226,6 +226,7 @@ pub async fn write_tracked(
             code: 200,
             body: old.clone(),
             warnings,
+            encoded: None,
         }));
     }
     if finalized(old, &new) {
@@ -234,6 +235,7 @@ pub async fn write_tracked(
                 code: 200,
                 body: new,
                 warnings,
+                encoded: None,
             }));
         }
         return super::delete::remove(reg, ctx, &name, cur, &new)
@@ -251,13 +253,19 @@ pub async fn write_tracked(
             code: 200,
             body: new,
             warnings,
+            encoded: None,
         }));
     }
     let claimed = crate::services::allocate_on_update(reg, ctx, old, &mut new).await?;
+    // The stored form has no resourceVersion; dropping it here spares `encode` a copy.
+    if let Some(m) = super::meta_mut(&mut new) {
+        m.remove("resourceVersion");
+    }
+    let encoded = ctx.encode(&new)?;
     let started = std::time::Instant::now();
     let res = reg
         .storage
-        .update(&ctx.key(&name), ctx.encode(&new)?, cur.mod_revision)
+        .update(&ctx.key(&name), encoded.clone(), cur.mod_revision)
         .await;
     reg.metrics.observe_storage("update", started.elapsed());
     if res.is_err() {
@@ -266,11 +274,9 @@ pub async fn write_tracked(
     match res {
         Ok(kv) => {
             crate::services::release_dropped(reg, ctx, old, &new).await;
-            Ok(Attempt::Done(Reply {
-                code: 200,
-                body: ctx.decode(&kv)?,
-                warnings,
-            }))
+            Ok(Attempt::Done(super::stored_reply(
+                ctx, 200, new, &encoded, &kv, warnings,
+            )?))
         }
         Err(kubelite_storage::Error::Conflict { .. }) => Ok(Attempt::Raced),
         Err(e) => Err(ApiError::from_storage(e, ctx.target(&name))),
