@@ -203,6 +203,7 @@ pub async fn write_scale(
         match attempt.await? {
             Attempt::Done(mut r) => {
                 r.body = scale_at(&r.body, &paths);
+                r.encoded = None;
                 return Ok(r);
             }
             Attempt::Raced => continue,

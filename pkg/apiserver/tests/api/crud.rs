@@ -280,6 +280,7 @@ pub async fn scale_subresource_flow(api: &Api) {
         )
         .await;
     assert_eq!(code, 200, "{s2}");
+    assert_eq!(s2["kind"], "Scale", "{s2}");
     assert_eq!(s2["spec"]["replicas"], 4);
     let (_, d) = api.get(&format!("{base}/web")).await;
     assert_eq!(d["spec"]["replicas"], 4);
