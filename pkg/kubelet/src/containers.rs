@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 use tracing::info;
 
-use crate::events;
+use crate::events::{self, reason};
 use crate::pods::{attempt, key, of, PodState, SyncError};
 use crate::runtime::{ContainerInfo, Mount, RunState};
 use crate::status::{self, Observed};
@@ -75,13 +75,29 @@ pub(crate) async fn sync_one(
                     if Timestamp::now().as_second() >= finished + wait {
                         Some(attempt(l) + 1)
                     } else {
+                        // Upstream names the pod `<name>_<namespace>(<uid>)` in these messages.
+                        let full = format!(
+                            "{name}_{}({})",
+                            pod.metadata.namespace.as_deref().unwrap_or_default(),
+                            pod.metadata.uid.as_deref().unwrap_or_default()
+                        );
                         o.waiting = Some((
                             "CrashLoopBackOff".into(),
                             format!(
-                                "back-off {wait}s restarting failed container={} pod={}",
-                                c.name, name
+                                "back-off {wait}s restarting failed container={} pod={full}",
+                                c.name
                             ),
                         ));
+                        // One BackOff event per back-off window, not one per resync.
+                        if state.backoff_noted.get(&c.name) != Some(&attempt(l)) {
+                            state.backoff_noted.insert(c.name.clone(), attempt(l));
+                            let msg = format!(
+                                "Back-off restarting failed container {} in pod {full}",
+                                c.name
+                            );
+                            let path = events::container_path(init, &c.name);
+                            events::record(k, pod, "Warning", reason::BACK_OFF, &msg, path);
+                        }
                         None
                     }
                 }
@@ -120,11 +136,11 @@ pub(crate) async fn sync_one(
         o.started = Some(out.started);
         let path = events::container_path(false, &c.name);
         for msg in &out.unhealthy {
-            events::record(k, pod, "Warning", "Unhealthy", msg, path.clone()).await;
+            events::record(k, pod, "Warning", reason::UNHEALTHY, msg, path.clone());
         }
         if let Some(msg) = out.kill {
             info!(pod = %key(pod), container = %c.name, "{msg}");
-            events::record(k, pod, "Normal", "Killing", &msg, path).await;
+            events::record(k, pod, "Normal", reason::KILLING, &msg, path);
             let grace = pod
                 .spec
                 .as_ref()
@@ -150,23 +166,10 @@ async fn start(
     let k = ctx.k;
     let pod = ctx.pod;
     let node = &k.config.node_name;
-    let image = c.image.clone().unwrap_or_default();
-    // No registry is reachable: every pull policy uses local images only.
-    if !k.runtime.image_present(&image).await? {
-        let failures = state.pull_failures.entry(c.name.clone()).or_insert(0);
-        *failures += 1;
-        let reason = if *failures <= 1 {
-            "ErrImagePull"
-        } else {
-            "ImagePullBackOff"
-        };
-        o.waiting = Some((
-            reason.into(),
-            format!("image {image} is not present locally and cannot be pulled"),
-        ));
+    if let Some(waiting) = crate::images::ensure(k, pod, c, init, &mut state.pulls).await? {
+        o.waiting = Some(waiting);
         return Ok(None);
     }
-    state.pull_failures.remove(&c.name);
     let env = match spec::env(&k.client, pod, c, ctx.pod_ip, &k.config.node_ip).await {
         Ok(env) => env,
         Err(msg) => {
@@ -193,14 +196,19 @@ async fn start(
         }
     }
     let s = spec::app_container(node, pod, c, n, ctx.sandbox_id, env, mounts);
+    let path = events::container_path(init, &c.name);
     let id = k.runtime.create(&s).await?;
+    let msg = format!("Created container: {}", c.name);
+    events::record(k, pod, "Normal", reason::CREATED, &msg, path.clone());
     k.runtime.start(&id).await?;
+    let msg = format!("Started container {}", c.name);
+    events::record(k, pod, "Normal", reason::STARTED, &msg, path);
     info!(pod = %key(pod), container = %c.name, attempt = n, init, "started container");
     if let Err(msg) = crate::hooks::post_start(k.runtime.as_ref(), c, &id, ctx.pod_ip).await {
         // Upstream kills a container whose postStart hook failed; the restart policy decides next.
         let path = events::container_path(init, &c.name);
         let text = format!("PostStartHook failed: {msg}");
-        events::record(k, pod, "Warning", "FailedPostStartHook", &text, path).await;
+        events::record(k, pod, "Warning", "FailedPostStartHook", &text, path);
         k.runtime.stop(&id, 0).await?;
     }
     Ok(Some(k.runtime.inspect(&id, None).await?))

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectNetworkOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -107,6 +107,20 @@ fn port_map(ports: &[crate::runtime::PortBinding]) -> bollard::models::PortMap {
     map
 }
 
+/// Splits an image reference into what Docker's pull takes: the repository (with a digest, the
+/// whole reference) and the tag, `latest` when none is given, as `docker pull` does.
+fn split_reference(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    // A colon after the last slash is a tag; one before it is a registry port.
+    let last = image.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match image[last..].rfind(':') {
+        Some(i) => (&image[..last + i], &image[last + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
 fn to_info(r: bollard::models::ContainerInspectResponse, network: Option<&str>) -> ContainerInfo {
     let state = r.state.unwrap_or_default();
     let run = if state.running.unwrap_or(false) {
@@ -159,6 +173,56 @@ impl Runtime for DockerRuntime {
             }) => Ok(false),
             Err(e) => Err(err(e)),
         }
+    }
+
+    async fn pull(&self, image: &str) -> Result<i64> {
+        let (from, tag) = split_reference(image);
+        let opts = CreateImageOptions {
+            from_image: Some(from.to_string()),
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(opts), None, None);
+        // The pull is done when the progress stream ends; an error may arrive mid-stream.
+        while let Some(item) = progress.next().await {
+            item.map_err(err)?;
+        }
+        let inspected = self.docker.inspect_image(image).await.map_err(err)?;
+        Ok(inspected.size.unwrap_or(0))
+    }
+
+    async fn enable_hairpin(&self, network: &str) -> Result<()> {
+        let net = self
+            .docker
+            .inspect_network(network, None::<InspectNetworkOptions>)
+            .await
+            .map_err(err)?;
+        // Docker names a user-defined bridge `br-<first 12 of the id>` unless told otherwise.
+        let bridge = net
+            .options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+            .or_else(|| {
+                net.id
+                    .as_ref()
+                    .map(|id| format!("br-{}", &id[..id.len().min(12)]))
+            })
+            .ok_or_else(|| RuntimeError::NotFound(format!("bridge of network {network}")))?;
+        let ports = std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .join("brif");
+        let entries = std::fs::read_dir(&ports)
+            .map_err(|e| RuntimeError::Runtime(format!("{}: {e}", ports.display())))?;
+        for port in entries.flatten() {
+            let knob = port.path().join("hairpin_mode");
+            // Ports already in hairpin mode are left alone: this runs on every sandbox start.
+            if std::fs::read_to_string(&knob).is_ok_and(|v| v.trim() == "1") {
+                continue;
+            }
+            std::fs::write(&knob, "1")
+                .map_err(|e| RuntimeError::Runtime(format!("{}: {e}", knob.display())))?;
+        }
+        Ok(())
     }
 
     async fn ensure_network(&self, name: &str, subnet: &str) -> Result<()> {
@@ -451,5 +515,25 @@ impl Runtime for DockerRuntime {
             }) => Ok(()),
             Err(e) => Err(err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_like_docker_pull() {
+        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
+        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/a/b"),
+            ("127.0.0.1:5000/a/b", "latest")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/a/b:v1"),
+            ("127.0.0.1:5000/a/b", "v1")
+        );
+        assert_eq!(split_reference("b@sha256:ab"), ("b@sha256:ab", ""));
     }
 }

@@ -65,6 +65,10 @@ impl Runtime for HollowRuntime {
     async fn version(&self) -> Result<String> {
         Ok("hollow://1.0".into())
     }
+    async fn pull(&self, _image: &str) -> Result<i64> {
+        // A hollow node has every image: nothing is fetched.
+        Ok(0)
+    }
     async fn image_present(&self, _image: &str) -> Result<bool> {
         Ok(true)
     }

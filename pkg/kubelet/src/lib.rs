@@ -1,5 +1,6 @@
 //! The kubelet: registers its Node, renews its Lease and runs the node's pods in a container runtime.
 
+pub mod cli;
 mod containers;
 mod dns;
 pub mod docker;
@@ -7,6 +8,7 @@ mod events;
 mod exec;
 pub mod hollow;
 mod hooks;
+mod images;
 mod init;
 mod metrics;
 mod node;
@@ -136,6 +138,7 @@ pub(crate) struct Kubelet {
     pub config: Config,
     pub runtime: Arc<dyn Runtime>,
     pub port: u16,
+    pub events: events::Recorder,
 }
 
 /// Runs the kubelet with Docker until `shutdown` resolves. Containers keep running after
@@ -172,6 +175,7 @@ pub async fn run_with_runtime(
     })?;
     info!(node = %config.node_name, %addr, "kubelet api listening");
     let kubelet = Arc::new(Kubelet {
+        events: events::Recorder::spawn(client.clone()),
         client,
         config,
         runtime,

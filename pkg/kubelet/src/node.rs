@@ -305,11 +305,13 @@ mod tests {
     async fn ready_follows_runtime_reachability() {
         let fake = FakeRuntime::default();
         let cfg = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(cfg).unwrap();
         let k = Kubelet {
-            client: kube::Client::try_from(cfg).unwrap(),
+            client: client.clone(),
             config: crate::Config::new("n1"),
             runtime: Arc::new(fake.clone()),
             port: 10250,
+            events: crate::events::Recorder::spawn(client.clone()),
         };
         assert_eq!(
             readiness(&k).await,

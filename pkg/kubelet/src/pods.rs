@@ -36,8 +36,10 @@ pub(crate) fn key(p: &Pod) -> String {
 /// Per-pod memory between syncs.
 #[derive(Debug, Default)]
 pub(crate) struct PodState {
-    /// Failed image lookups per container, for ErrImagePull → ImagePullBackOff.
-    pub pull_failures: HashMap<String, u32>,
+    /// Failed pulls per image, for ErrImagePull → ImagePullBackOff.
+    pub pulls: crate::images::Pulls,
+    /// The restart attempt each crash-looping container last had its BackOff event for.
+    pub backoff_noted: HashMap<String, i32>,
     /// Probe results per container.
     pub probes: crate::probe::Probes,
     /// Set once the pod was deleted from the API.
@@ -111,14 +113,19 @@ pub(crate) async fn kill_pod(
             async move {
                 let left = match spec_c {
                     Some(sc) => {
+                        if let Some(p) = pod {
+                            let msg = format!("Stopping container {}", sc.name);
+                            let path = crate::events::container_path(false, &sc.name);
+                            let r = crate::events::reason::KILLING;
+                            crate::events::record(k, p, "Normal", r, &msg, path);
+                        }
                         let (left, err) =
                             crate::hooks::pre_stop(k.runtime.as_ref(), sc, &c.id, &pod_ip, grace)
                                 .await;
                         if let (Some(e), Some(p)) = (err, pod) {
                             let msg = format!("PreStopHook failed: {e}");
                             let path = crate::events::container_path(false, &sc.name);
-                            crate::events::record(k, p, "Warning", "FailedPreStopHook", &msg, path)
-                                .await;
+                            crate::events::record(k, p, "Warning", "FailedPreStopHook", &msg, path);
                         }
                         left
                     }
@@ -290,7 +297,7 @@ pub(crate) async fn reconcile(
             {
                 state.mount_event = Some(Instant::now());
                 let text = format!("MountVolume.SetUp failed: {msg}");
-                crate::events::record(k, pod, "Warning", "FailedMount", &text, None).await;
+                crate::events::record(k, pod, "Warning", "FailedMount", &text, None);
             }
             let (init, observed) = all_waiting(pod, "ContainerCreating");
             return Ok(Some(Reconciled {
@@ -332,6 +339,13 @@ pub(crate) async fn reconcile(
         let id = k.runtime.create(&s).await?;
         k.runtime.start(&id).await?;
         info!(pod = %key(pod), sandbox = %id, "started sandbox");
+        if !host_network {
+            // The sandbox's veth is a new bridge port; without hairpin mode a pod cannot reach
+            // itself through its Service's ClusterIP.
+            if let Err(e) = k.runtime.enable_hairpin(&k.config.pod_network).await {
+                tracing::debug!(error = %e, "hairpin mode not set");
+            }
+        }
         sandbox = Some(k.runtime.inspect(&id, None).await?);
     }
     let sandbox_id = sandbox.map(|s| s.id).unwrap_or_default();
@@ -394,11 +408,13 @@ mod tests {
     fn kubelet(fake: &FakeRuntime) -> Kubelet {
         // Never contacted: these pods have no configMap/secret env.
         let cfg = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(cfg).unwrap();
         Kubelet {
-            client: kube::Client::try_from(cfg).unwrap(),
+            client: client.clone(),
             config: Config::new("n1"),
             runtime: std::sync::Arc::new(fake.clone()),
             port: 10250,
+            events: crate::events::Recorder::spawn(client.clone()),
         }
     }
 
@@ -524,5 +540,59 @@ mod tests {
         kill_pod(&k, None, "u1", 7).await.unwrap();
         assert!(fake.calls().contains(&Call::Stop("c2".into(), 7)));
         assert!(fake.containers().is_empty());
+    }
+
+    fn reasons(k: &Kubelet) -> Vec<(String, String)> {
+        k.events.seen.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn pull_policies_pull_and_record_upstream_events() {
+        let fake = FakeRuntime::with_images(&[crate::PAUSE_IMAGE]).with_registry(&["busybox"]);
+        let k = kubelet(&fake);
+        // Always (the default for an untagged image) pulls.
+        reconcile(&k, &pod("Always"), &mut PodState::default())
+            .await
+            .unwrap();
+        assert!(fake.calls().contains(&Call::Pull("busybox".into())));
+        let got = reasons(&k);
+        let want = [
+            ("Pulling", "Pulling image \"busybox\""),
+            ("Created", "Created container: app"),
+            ("Started", "Started container app"),
+        ];
+        for (r, m) in want {
+            assert!(got.contains(&(r.into(), m.into())), "{r} {m}: {got:?}");
+        }
+        assert!(got.iter().any(|(r, m)| r == "Pulled"
+            && m.starts_with("Successfully pulled image \"busybox\" in ")
+            && m.ends_with("Image size: 1024 bytes.")));
+
+        // IfNotPresent with the image present: no pull, "already present".
+        let fake = FakeRuntime::with_images(&[crate::PAUSE_IMAGE, "busybox:1"]);
+        let k = kubelet(&fake);
+        let mut p = pod("Always");
+        p.spec.as_mut().unwrap().containers[0].image = Some("busybox:1".into());
+        reconcile(&k, &p, &mut PodState::default()).await.unwrap();
+        assert!(!fake.calls().iter().any(|c| matches!(c, Call::Pull(_))));
+        assert!(reasons(&k).contains(&(
+            "Pulled".into(),
+            "Container image \"busybox:1\" already present on machine".into()
+        )));
+
+        // Never with the image absent: ErrImageNeverPull, no pull.
+        let fake = FakeRuntime::with_images(&[crate::PAUSE_IMAGE]).with_registry(&["busybox"]);
+        let k = kubelet(&fake);
+        let mut p = pod("Always");
+        p.spec.as_mut().unwrap().containers[0].image_pull_policy = Some("Never".into());
+        let r = reconcile(&k, &p, &mut PodState::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.observed[0].waiting.as_ref().map(|w| w.0.as_str()),
+            Some("ErrImageNeverPull")
+        );
+        assert!(!fake.calls().iter().any(|c| matches!(c, Call::Pull(_))));
     }
 }

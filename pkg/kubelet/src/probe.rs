@@ -82,11 +82,57 @@ async fn run(
         return crate::hooks::tcp(t.host.as_deref(), port, pod_ip, timeout).await;
     }
     if let Some(g) = &p.grpc {
-        // No gRPC client in the tree: a connectable port is the closest honest check.
         let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
-        return crate::hooks::tcp(None, port, pod_ip, timeout).await;
+        return grpc(pod_ip, port, g.service.as_deref(), timeout).await;
     }
     Err("probe has no action".into())
+}
+
+/// A `grpc.health.v1.Health/Check` call, with upstream's failure messages: the probe passes
+/// only when the server answers SERVING within the timeout.
+pub(crate) async fn grpc(
+    host: &str,
+    port: u16,
+    service: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let addr = format!("{host}:{port}");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("invalid address {addr}: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let secs = timeout.as_secs();
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(ch)) => ch,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "timeout: failed to connect service \"{addr}\" within {secs}s: {e}"
+            ))
+        }
+        Err(_) => {
+            return Err(format!(
+                "timeout: failed to connect service \"{addr}\" within {secs}s: context deadline exceeded"
+            ))
+        }
+    };
+    let req = HealthCheckRequest {
+        service: service.unwrap_or_default().to_string(),
+    };
+    let resp = tokio::time::timeout(timeout, HealthClient::new(channel).check(req))
+        .await
+        .map_err(|_| format!("timeout: health rpc did not complete within {secs}s"))?
+        .map_err(|e| format!("error: health rpc probe failed: {}", e.message()))?;
+    let status = resp.into_inner().status();
+    if status == ServingStatus::Serving {
+        Ok(())
+    } else {
+        Err(format!(
+            "service unhealthy (responded with \"{}\")",
+            status.as_str_name()
+        ))
+    }
 }
 
 fn due(ct: &Counter, started: Instant, p: &Probe) -> bool {
@@ -174,7 +220,10 @@ pub(crate) async fn check(
             match r {
                 Some(true) => st.started_ok = true,
                 Some(false) => {
-                    out.kill = Some("Container failed startup probe, will be restarted".into());
+                    out.kill = Some(format!(
+                        "Container {} failed startup probe, will be restarted",
+                        c.name
+                    ));
                     return out;
                 }
                 None => return out,
@@ -210,7 +259,10 @@ pub(crate) async fn check(
         )
         .await;
         if r == Some(false) {
-            out.kill = Some("Container failed liveness probe, will be restarted".into());
+            out.kill = Some(format!(
+                "Container {} failed liveness probe, will be restarted",
+                c.name
+            ));
         }
     }
     out.ready = st.ready;
@@ -272,5 +324,36 @@ mod tests {
         let o = check(&fake, &mut probes, &gated, "c2", "127.0.0.1").await;
         assert!(!o.started);
         assert!(o.kill.unwrap().contains("startup"));
+    }
+
+    #[tokio::test]
+    async fn grpc_probe_reads_the_health_service() {
+        use tonic_health::ServingStatus;
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = incoming.local_addr().unwrap().port();
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("sick", ServingStatus::NotServing)
+            .await;
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming),
+        );
+        let t = Duration::from_secs(2);
+        grpc("127.0.0.1", port, None, t).await.unwrap();
+        let err = grpc("127.0.0.1", port, Some("sick"), t).await.unwrap_err();
+        assert_eq!(err, "service unhealthy (responded with \"NOT_SERVING\")");
+        let err = grpc("127.0.0.1", port, Some("absent"), t)
+            .await
+            .unwrap_err();
+        assert!(err.starts_with("error: health rpc probe failed"), "{err}");
+        server.abort();
+        let err = grpc("127.0.0.1", 1, None, t).await.unwrap_err();
+        assert!(
+            err.starts_with("timeout: failed to connect service"),
+            "{err}"
+        );
     }
 }

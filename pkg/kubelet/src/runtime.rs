@@ -172,8 +172,20 @@ pub trait Runtime: Send + Sync + 'static {
     async fn version(&self) -> Result<String>;
     /// Whether the image exists locally.
     async fn image_present(&self, image: &str) -> Result<bool>;
+    /// Pulls the image from its registry and returns its size in bytes (0 when unknown).
+    async fn pull(&self, image: &str) -> Result<i64> {
+        Err(RuntimeError::Runtime(format!(
+            "pulling {image} is not supported by this runtime"
+        )))
+    }
     /// Makes sure the pod network exists with this subnet.
     async fn ensure_network(&self, name: &str, subnet: &str) -> Result<()>;
+    /// Turns on hairpin mode for every port of the pod network's bridge, so a pod can reach
+    /// itself through a Service ClusterIP (the packet leaves and re-enters the same port).
+    /// Best effort where the bridge is out of reach (a remote daemon); default: nothing to do.
+    async fn enable_hairpin(&self, _network: &str) -> Result<()> {
+        Ok(())
+    }
     /// Creates a container and returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
     /// Starts a created container.
@@ -222,6 +234,8 @@ pub enum Call {
     Stop(String, i64),
     /// `remove(id)`.
     Remove(String),
+    /// `pull(image)`.
+    Pull(String),
 }
 
 /// A recording in-memory runtime for unit tests of the sync logic.
@@ -235,6 +249,8 @@ struct FakeState {
     calls: Vec<Call>,
     containers: Vec<ContainerInfo>,
     images: Vec<String>,
+    /// Images a `pull` can fetch.
+    registry: Vec<String>,
     next: u64,
     down: bool,
 }
@@ -245,6 +261,12 @@ impl FakeRuntime {
         let fake = Self::default();
         fake.lock().images = images.iter().map(|s| s.to_string()).collect();
         fake
+    }
+
+    /// Makes `pull` succeed for these images (and fail for any other).
+    pub fn with_registry(self, images: &[&str]) -> Self {
+        self.lock().registry = images.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -292,6 +314,19 @@ impl Runtime for FakeRuntime {
     }
     async fn image_present(&self, image: &str) -> Result<bool> {
         Ok(self.lock().images.iter().any(|i| i == image))
+    }
+    async fn pull(&self, image: &str) -> Result<i64> {
+        let mut st = self.lock();
+        st.calls.push(Call::Pull(image.into()));
+        if !st.registry.iter().any(|i| i == image) {
+            return Err(RuntimeError::NotFound(format!(
+                "pull access denied for {image}, repository does not exist"
+            )));
+        }
+        if !st.images.iter().any(|i| i == image) {
+            st.images.push(image.into());
+        }
+        Ok(1024)
     }
     async fn ensure_network(&self, _name: &str, _subnet: &str) -> Result<()> {
         Ok(())

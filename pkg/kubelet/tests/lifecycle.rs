@@ -201,8 +201,69 @@ async fn probes_gate_readiness_and_liveness_restarts() -> Result<()> {
             .contains("Liveness probe failed")),
         "{evs:?}"
     );
+    let evs = h.events(&name, "Killing").await?;
+    assert!(
+        evs.iter().any(|e| e.message.as_deref()
+            == Some("Container web failed liveness probe, will be restarted")),
+        "{evs:?}"
+    );
     // The fresh container passes its probes again.
     h.wait_pod(&name, 60, "Ready after restart", ready).await?;
+    Ok(())
+}
+
+/// Real gRPC probes: `grpc.health.v1.Health/Check` against the pod's port, served by the
+/// grpc-health-fixture binary (this crate's) imported into an image for this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_probes_call_the_health_service() -> Result<()> {
+    // Declared first so it drops last, after the harness removed the containers using it.
+    let mut tags = common::ImageTags::default();
+    let Some(h) = Harness::start(|_| {}).await? else {
+        anyhow::bail!("docker is unreachable");
+    };
+    let image = format!("kubelite-test/grpc-health-{}:1", h.node);
+    tags.0.push(image.clone());
+    common::import_binary_image(env!("CARGO_BIN_EXE_grpc-health-fixture"), &image)?;
+    let pod = |name: &str, service: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "grpc", "image": image, "imagePullPolicy": "Never",
+                "ports": [{"containerPort": 50051}],
+                "readinessProbe": {"grpc": {"port": 50051, "service": service},
+                    "periodSeconds": 1, "failureThreshold": 1}
+            }]}
+        })
+    };
+    h.run_pod(pod("grpc-ok", "")).await?;
+    h.run_pod(pod("grpc-sick", "sick")).await?;
+    h.wait_pod("grpc-ok", 60, "Ready", ready).await?;
+    h.wait_pod("grpc-sick", 60, "Running", |p| phase(p) == "Running")
+        .await?;
+    let want = "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let evs = h.events("grpc-sick", "Unhealthy").await?;
+        if evs.iter().any(|e| e.message.as_deref() == Some(want)) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("no Unhealthy event {want:?}: {evs:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let p = h.pods().get("grpc-sick").await?;
+    assert!(
+        !ready(&p),
+        "a NOT_SERVING service must keep the pod unready"
+    );
+    // The whole-server status is SERVING: grpc-ok never saw NOT_SERVING (a probe before the
+    // server listened may have failed to connect, which is fine).
+    let evs = h.events("grpc-ok", "Unhealthy").await?;
+    assert!(
+        !evs.iter().any(|e| e.message.as_deref() == Some(want)),
+        "{evs:?}"
+    );
     Ok(())
 }
 

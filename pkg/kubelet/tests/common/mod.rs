@@ -344,3 +344,149 @@ pub fn main_status(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatu
 }
 
 pub const BUSYBOX: &str = "kubelite/busybox:latest";
+
+/// Where Debian's `docker-registry` package puts the registry binary.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// A local Docker registry (Debian's `docker-registry`) on a free loopback port, killed and its
+/// storage removed on drop.
+pub struct Registry {
+    /// `127.0.0.1:<port>`, the image reference prefix.
+    pub addr: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts the registry and waits until it answers `/v2/`. Fails (never skips) when the
+    /// binary is missing, so a machine without it cannot pass the pull tests by accident.
+    pub async fn start() -> Result<Self> {
+        if !std::path::Path::new(REGISTRY_BIN).exists() {
+            bail!(
+                "{REGISTRY_BIN} not found: install Debian's docker-registry package \
+                 (hack/test does it through ensure_packages)"
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting docker-registry")?;
+        let reg = Registry {
+            addr,
+            child,
+            _dir: dir,
+        };
+        let url = format!("http://{}/v2/", reg.addr);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(reg);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("registry at {url} did not come up");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Image references to `docker rmi` on drop, even when the test fails.
+#[derive(Default)]
+pub struct ImageTags(pub Vec<String>);
+
+impl Drop for ImageTags {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
+        }
+    }
+}
+
+/// Runs `docker` with these arguments, failing with its stderr.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker").args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Imports a one-binary image `tag` holding `bin` (at `/<file name>`, its entrypoint) and the
+/// shared libraries `ldd` names, as hack/images does for redis. The caller owns the tag.
+pub fn import_binary_image(bin: &str, tag: &str) -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let name = std::path::Path::new(bin)
+        .file_name()
+        .context("binary name")?
+        .to_string_lossy()
+        .into_owned();
+    std::fs::copy(bin, root.path().join(&name))?;
+    let ldd = Command::new("ldd").arg(bin).output()?;
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let dest = root.path().join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().context("lib dir")?)?;
+        std::fs::copy(lib, &dest)?;
+    }
+    let tar = root.path().with_extension("tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()?
+        .success();
+    if !ok {
+        bail!("tar of {bin} failed");
+    }
+    let entry = format!("ENTRYPOINT [\"/{name}\"]");
+    let r = docker(&["import", "--change", &entry, &tar.to_string_lossy(), tag]);
+    let _ = std::fs::remove_file(&tar);
+    r.map(|_| ())
+}
+
+/// The waiting reason of the pod's first app container, or "".
+pub fn waiting_reason(p: &Pod) -> String {
+    main_status(p)
+        .and_then(|s| s.state)
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.reason)
+        .unwrap_or_default()
+}
