@@ -4,6 +4,7 @@
 
 pub mod answer;
 pub mod cache;
+pub mod cli;
 pub mod forward;
 pub mod handler;
 pub mod lookup;

@@ -1,5 +1,6 @@
 //! Proxy benchmark: full sync and single-endpoint-change sync of N services x M endpoints
-//! through the real `iptables-restore`, and HTTP connections/s through a ClusterIP vs straight
+//! through the real `iptables-restore` (partial syncs from the proxier's in-memory state, and
+//! the previous read-back-first way as the baseline), and HTTP connections/s through a ClusterIP vs straight
 //! to the pod IP (one busybox httpd on a Docker network the bench creates).
 //!
 //! `cargo run -p kubelite-proxy --example bench -- [services] [endpoints]` (root, Docker,
@@ -75,17 +76,40 @@ fn synthetic(services: usize, endpoints: usize) -> Vec<ServicePort> {
         .collect()
 }
 
+/// What a sync leaves for the next one (the proxier keeps the same in memory).
+struct State {
+    existing: Existing,
+    chains: BTreeMap<String, u64>,
+}
+
+/// One sync as the proxier does it: read the tables back only when `read_back` (start, after a
+/// failure, periodic check), render the chains that differ from `previous` (all when None),
+/// apply in one `iptables-restore --noflush`.
 async fn sync(
     host: &RealHost,
     cfg: &RuleConfig,
     ports: &[ServicePort],
-    previous: Option<&BTreeMap<String, u64>>,
-) -> anyhow::Result<(Duration, usize, BTreeMap<String, u64>)> {
+    known: Option<&State>,
+    previous: bool,
+    read_back: bool,
+) -> anyhow::Result<(Duration, usize, State)> {
     let start = Instant::now();
-    let existing = Existing::parse(&host.iptables_save().await?, &cfg.prefix);
-    let plan = render_partial(cfg, ports, &existing, previous);
+    let existing = match known {
+        Some(k) if !read_back => k.existing.clone(),
+        _ => Existing::parse(&host.iptables_save().await?, &cfg.prefix),
+    };
+    let prev = known.filter(|_| previous).map(|k| &k.chains);
+    let plan = render_partial(cfg, ports, &existing, prev);
     host.iptables_restore(&plan.text).await?;
-    Ok((start.elapsed(), plan.rules, plan.chains))
+    let state = State {
+        existing: plan.installed,
+        chains: plan.chains,
+    };
+    Ok((start.elapsed(), plan.rules, state))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 fn get(addr: SocketAddr) -> anyhow::Result<()> {
@@ -193,25 +217,44 @@ async fn main() -> anyhow::Result<()> {
         }],
     });
 
-    let (first, rules, _) = sync(&host, &cfg, &ports, None).await?;
-    let (resync, _, chains) = sync(&host, &cfg, &ports, None).await?;
-    ports[services / 2].endpoints.pop();
-    let (partial, _, chains) = sync(&host, &cfg, &ports, Some(&chains)).await?;
-    ports[services / 3].endpoints.pop();
-    let (_, _, _) = sync(&host, &cfg, &ports, Some(&chains)).await?;
-    ports[services / 4].endpoints.pop();
-    let (change_full, _, _) = sync(&host, &cfg, &ports, None).await?;
+    let (first, rules, state) = sync(&host, &cfg, &ports, None, false, true).await?;
+    let (resync, _, state) = sync(&host, &cfg, &ports, Some(&state), false, false).await?;
+    // The proxier's path for an endpoint change: in-memory state, changed chains only.
+    let mut partial = Vec::new();
+    let mut state = state;
+    for k in 1..=5 {
+        ports[services * k / 7].endpoints.pop();
+        let (took, _, next) = sync(&host, &cfg, &ports, Some(&state), true, false).await?;
+        partial.push(took);
+        state = next;
+    }
+    partial.sort();
+    // The previous approach (and the baseline): read the tables back before every sync.
+    ports[services / 9].endpoints.pop();
+    let (with_save, _, state) = sync(&host, &cfg, &ports, Some(&state), true, true).await?;
+    let save_start = Instant::now();
+    let _ = Existing::parse(&host.iptables_save().await?, &cfg.prefix);
+    let save = save_start.elapsed();
+    ports[services / 11].endpoints.pop();
+    let (change_full, _, _) = sync(&host, &cfg, &ports, Some(&state), false, false).await?;
     println!("services={services} endpoints/service={endpoints} rules={rules}");
-    println!("full sync (create): {:.1} ms", first.as_secs_f64() * 1e3);
-    println!("full sync (existing): {:.1} ms", resync.as_secs_f64() * 1e3);
+    println!("full sync (create, after reading back): {}", ms(first));
+    println!("full sync (existing chains, all rewritten): {}", ms(resync));
     println!(
-        "one endpoint removed, partial sync: {:.1} ms",
-        partial.as_secs_f64() * 1e3
+        "one endpoint removed, partial sync from memory (median of 5, min {}, max {}): {}",
+        ms(partial[0]),
+        ms(partial[4]),
+        ms(partial[2])
     );
     println!(
-        "one endpoint removed, full sync: {:.1} ms",
-        change_full.as_secs_f64() * 1e3
+        "one endpoint removed, partial sync reading back first (previous approach): {}",
+        ms(with_save)
     );
+    println!(
+        "iptables-save + parse alone (start, periodic check): {}",
+        ms(save)
+    );
+    println!("one endpoint removed, full rewrite: {}", ms(change_full));
 
     let direct = SocketAddr::from((pod, 8080));
     let through = SocketAddr::from((vip, 80));

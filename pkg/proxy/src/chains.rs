@@ -84,7 +84,7 @@ pub fn is_owned(prefix: &str, chain: &str) -> bool {
 }
 
 /// Our chains and jumps as they exist now, parsed from `iptables-save`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Existing {
     /// Owned chains in the nat table.
     pub nat: BTreeSet<String>,
@@ -147,6 +147,32 @@ impl Existing {
     /// True when nothing of ours is installed.
     pub fn is_empty(&self) -> bool {
         self.nat.is_empty() && self.filter.is_empty() && self.jumps.is_empty()
+    }
+
+    /// `(table, built-in chain, target)` of every jump, sorted: the part of a jump rule that
+    /// matters, whatever spelling `iptables-save` gives its matches.
+    fn jump_targets(&self) -> Vec<(&str, &str, &str)> {
+        let mut v: Vec<_> = self
+            .jumps
+            .iter()
+            .filter_map(|(table, line)| {
+                let from = line.strip_prefix("-A ")?.split_whitespace().next()?;
+                let (_, target) = line.rsplit_once(" -j ")?;
+                Some((table.as_str(), from, target.trim()))
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether both name the same chains and jumps: the check a periodic resync makes between
+    /// what the proxy believes it installed and what `iptables-save` shows, to notice chains
+    /// or jumps someone else removed (rules inside a chain are not compared, as upstream's
+    /// canary check does not either).
+    pub fn same_shape(&self, other: &Existing) -> bool {
+        self.nat == other.nat
+            && self.filter == other.filter
+            && self.jump_targets() == other.jump_targets()
     }
 }
 
@@ -235,5 +261,15 @@ COMMIT
              -X KL-SERVICES\n-X KL-SVC-ABCDEF\nCOMMIT\n"
         );
         assert_eq!(cleanup_batch(&Existing::default()), "");
+
+        // The same chains and jumps compare equal whatever the jump's matches look like.
+        let mut believed = e.clone();
+        believed.jumps = vec![("nat".into(), "-A OUTPUT -j KL-SERVICES".into())];
+        assert!(believed.same_shape(&e));
+        believed.jumps.clear();
+        assert!(!believed.same_shape(&e));
+        let mut fewer = e.clone();
+        fewer.nat.remove("KL-SVC-ABCDEF");
+        assert!(!fewer.same_shape(&e));
     }
 }

@@ -1,5 +1,6 @@
-//! The OS boundary: `iptables-save`, `iptables-restore`, `ip` and sysctl writes behind one small
-//! trait, with the real implementation (shelling out) and a recording fake for unit tests.
+//! The OS boundary: `iptables-save`, `iptables-restore`, `ip`, `conntrack` and sysctls behind
+//! one small trait, with the real implementation (shelling out) and a recording fake for unit
+//! tests.
 
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -52,6 +53,8 @@ pub trait Host: Send + Sync {
     async fn read_sysctl(&self, key: &str) -> Result<String, HostError>;
     /// Writes a sysctl.
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<(), HostError>;
+    /// `conntrack <args>` (a `-D` that matched nothing is not an error).
+    async fn conntrack(&self, args: &[&str]) -> Result<(), HostError>;
 }
 
 /// The real host: runs the programs from $PATH.
@@ -127,6 +130,18 @@ impl Host for RealHost {
             .await
             .map_err(|source| HostError::Sysctl { path, source })
     }
+
+    async fn conntrack(&self, args: &[&str]) -> Result<(), HostError> {
+        match run("conntrack", args, None).await {
+            // conntrack exits 1 when a delete matched no entry; that is the usual case.
+            Err(HostError::Failed { stderr, .. })
+                if stderr.contains("0 flow entries have been deleted") =>
+            {
+                Ok(())
+            }
+            r => r.map(|_| ()),
+        }
+    }
 }
 
 /// One call the fake saw.
@@ -140,6 +155,8 @@ pub enum Call {
     Ip(Vec<String>),
     /// A sysctl write.
     WriteSysctl(String, String),
+    /// `conntrack` with these arguments.
+    Conntrack(Vec<String>),
 }
 
 /// A recording fake: returns canned output and remembers every call.
@@ -155,6 +172,8 @@ pub struct RecordingHost {
     pub sysctls: Mutex<Vec<(String, String)>>,
     /// Every call, in order.
     pub calls: Mutex<Vec<Call>>,
+    /// When set, `iptables_restore` fails (once per set).
+    pub fail_restore: Mutex<bool>,
 }
 
 impl RecordingHost {
@@ -179,6 +198,18 @@ impl Host for RecordingHost {
 
     async fn iptables_restore(&self, input: &str) -> Result<(), HostError> {
         self.record(Call::Restore(input.to_string()));
+        let fail = self
+            .fail_restore
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or(false);
+        if fail {
+            return Err(HostError::Failed {
+                program: "iptables-restore".into(),
+                args: "--noflush".into(),
+                stderr: "fake failure".into(),
+            });
+        }
         Ok(())
     }
 
@@ -220,6 +251,13 @@ impl Host for RecordingHost {
         if let Ok(mut s) = self.sysctls.lock() {
             s.push((key.into(), value.into()));
         }
+        Ok(())
+    }
+
+    async fn conntrack(&self, args: &[&str]) -> Result<(), HostError> {
+        self.record(Call::Conntrack(
+            args.iter().map(|s| s.to_string()).collect(),
+        ));
         Ok(())
     }
 }

@@ -1,12 +1,17 @@
 //! kubelite-proxy: routes Service traffic on this node, kube-proxy iptables mode semantics.
 //!
 //! Services and EndpointSlices come from kube-runtime reflectors; every (rate-limited) change
-//! recomputes the whole desired ruleset (`rules`) and writes it in one `iptables-restore
-//! --noflush` batch into chains named with `Config::chain_prefix`. The service CIDR is routed to
+//! recomputes the whole desired ruleset (`rules`) and writes the chains that changed since the
+//! last sync in one `iptables-restore --noflush` batch into chains named with
+//! `Config::chain_prefix`. The proxy remembers what it wrote, so it reads the tables back
+//! (`iptables-save`) only at start, after a failure and every `sync_period`. After each sync,
+//! UDP conntrack entries to removed endpoints are flushed (`conntrack`). The service CIDR is routed to
 //! a local sink interface (`netif`) so unrouted ClusterIP traffic never leaves the machine.
 //! Without usable iptables, a userspace fallback (`userspace`) serves TCP NodePorts.
 
 pub mod chains;
+pub mod cli;
+pub mod conntrack;
 pub mod host;
 pub mod metrics;
 pub mod model;
@@ -71,7 +76,8 @@ pub struct Config {
     pub interface: String,
     /// Minimum time between syncs: changes are batched within it.
     pub min_sync_period: Duration,
-    /// Full resync interval, even without changes (repairs rules others removed).
+    /// Resync interval, even without changes: the tables are read back and, when one of our
+    /// chains or jumps has gone (someone else removed it), everything is rewritten.
     pub sync_period: Duration,
     /// Packet mark bit (0..=31) that requests SNAT; kube-proxy's default is 14 (0x4000).
     pub masquerade_bit: u8,

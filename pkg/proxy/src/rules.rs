@@ -35,6 +35,9 @@ pub struct Plan {
     pub has_node_ports: bool,
     /// Content hash of every wanted chain, for the next [`render_partial`].
     pub chains: BTreeMap<String, u64>,
+    /// Our chains and jumps once this batch is applied: the next sync's `existing`, so it
+    /// need not read the tables back with `iptables-save`.
+    pub installed: Existing,
 }
 
 struct Tables {
@@ -204,11 +207,23 @@ pub fn render_partial(
         };
         table_text(&mut text, &spec, existing, p, previous, &mut chains);
     }
+    let installed = Existing {
+        nat: t.nat_chains.into_iter().collect(),
+        filter: t.filter_chains.into_iter().collect(),
+        jumps: JUMPS
+            .iter()
+            .map(|j| {
+                let line = format!("-A {} {} -j {p}{}", j.from, j.matches, j.to);
+                (j.table.to_string(), line)
+            })
+            .collect(),
+    };
     Plan {
         text,
         rules,
         has_node_ports,
         chains,
+        installed,
     }
 }
 
