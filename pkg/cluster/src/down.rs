@@ -1,5 +1,6 @@
 //! `kubelite down`: stop the dev cluster running on a data dir and remove what it left on the
-//! host (pod containers and sandboxes, the proxy's rules and interface).
+//! host: pod containers and sandboxes, the pod network (its Docker bridge and Docker's rules
+//! for it), the proxy's iptables chains and its service-CIDR interface.
 //!
 //! A running `kubelite up` records itself in `<data-dir>/kubelite.pid`; `down` sends it SIGTERM
 //! (the same clean shutdown as Ctrl-C), waits for it to exit, then cleans up. The cluster's
@@ -15,6 +16,10 @@ use crate::{Error, Result};
 /// The pid file name inside the data dir.
 pub const PID_FILE: &str = "kubelite.pid";
 
+/// Where `up` records what it creates on the host, so `down` on the same data dir removes
+/// exactly that without being given the same flags again.
+pub const HOST_STATE_FILE: &str = "host.json";
+
 /// What `down` cleans beyond the process.
 #[derive(Clone, Debug)]
 pub struct DownConfig {
@@ -24,8 +29,62 @@ pub struct DownConfig {
     pub node_names: Vec<String>,
     /// The proxy settings whose chains and interface to remove.
     pub proxy: kubelite_proxy::Config,
+    /// The Docker network `up` created for pods, removed once its containers are gone (only
+    /// if it carries kubelite's label, so a user's network of that name is never touched).
+    pub pod_network: Option<String>,
     /// How long to wait for the process to exit after SIGTERM.
     pub timeout: Duration,
+}
+
+impl DownConfig {
+    /// What `up` with `config` creates on the host.
+    pub fn for_cluster(config: &crate::UpConfig) -> Self {
+        Self {
+            data_dir: config.data_dir.clone(),
+            node_names: config.node_names(),
+            proxy: config.proxy_config(),
+            pod_network: Some(config.pod_network.clone()),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// What the `up` that last ran on `data_dir` recorded, if it did.
+    pub fn recorded(data_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(data_dir.join(HOST_STATE_FILE)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let text_of = |key: &str| v[key].as_str().map(str::to_string);
+        Some(Self {
+            data_dir: data_dir.to_path_buf(),
+            node_names: v["nodeNames"]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect(),
+            proxy: kubelite_proxy::Config {
+                chain_prefix: text_of("proxyChainPrefix")?,
+                interface: text_of("proxyInterface")?,
+                service_cidr: text_of("serviceCIDR")?,
+                ..kubelite_proxy::Config::default()
+            },
+            pod_network: text_of("podNetwork"),
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Records this configuration in the data dir for a later `down`.
+    pub fn record(&self) -> Result<()> {
+        let v = serde_json::json!({
+            "nodeNames": self.node_names,
+            "podNetwork": self.pod_network,
+            "proxyChainPrefix": self.proxy.chain_prefix,
+            "proxyInterface": self.proxy.interface,
+            "serviceCIDR": self.proxy.service_cidr,
+        });
+        let path = self.data_dir.join(HOST_STATE_FILE);
+        let tmp = path.with_extension("tmp");
+        let write = std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
+        write.map_err(|source| Error::DataDir { path, source })
+    }
 }
 
 /// Records this process as the cluster of `data_dir`; refuses when another live one has.
@@ -94,6 +153,9 @@ pub async fn down(config: &DownConfig) -> Result<()> {
         _ => println!("  kubelite is not running on {}", config.data_dir.display()),
     }
     remove_containers(&config.node_names).await?;
+    if let Some(network) = &config.pod_network {
+        remove_network(network).await?;
+    }
     match kubelite_proxy::cleanup(&config.proxy).await {
         Ok(()) => println!("  proxy rules and interface removed"),
         Err(e) => println!("  proxy cleanup skipped: {e}"),
@@ -136,9 +198,72 @@ async fn remove_containers(nodes: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The label `ensure_network` puts on the pod network.
+const NETWORK_LABEL: &str = "kubelite.io/network";
+
+/// Remove the pod network (its bridge goes with it) if it exists and is kubelite's. The
+/// kubelet's runtime has no network removal, and adding one there for `down` alone is not
+/// worth a trait method: this is one `docker network rm`.
+async fn remove_network(name: &str) -> Result<()> {
+    let inspect = tokio::process::Command::new("docker")
+        .args(["network", "inspect", "--format"])
+        .arg(format!("{{{{index .Labels \"{NETWORK_LABEL}\"}}}}"))
+        .arg(name)
+        .output()
+        .await;
+    let label = match inspect {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        // No such network (already removed) or no docker CLI: nothing we can remove.
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            println!("  docker CLI not available, network {name} left as it is: {e}");
+            return Ok(());
+        }
+    };
+    if label.is_empty() {
+        println!("  network {name} is not kubelite's (no {NETWORK_LABEL} label), left as it is");
+        return Ok(());
+    }
+    let out = tokio::process::Command::new("docker")
+        .args(["network", "rm", name])
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(Error::Stop(format!(
+            "docker network rm {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    println!("  pod network {name} removed");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_up_records_is_what_down_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(DownConfig::recorded(dir.path()).is_none());
+        let config = DownConfig {
+            data_dir: dir.path().to_path_buf(),
+            node_names: vec!["a".into(), "a-hollow-0".into()],
+            proxy: kubelite_proxy::Config {
+                chain_prefix: "KT1-".into(),
+                interface: "kt1".into(),
+                ..kubelite_proxy::Config::default()
+            },
+            pod_network: Some("net".into()),
+            timeout: Duration::from_secs(30),
+        };
+        config.record().expect("record");
+        let read = DownConfig::recorded(dir.path()).expect("recorded");
+        assert_eq!(read.node_names, config.node_names);
+        assert_eq!(read.pod_network, config.pod_network);
+        assert_eq!(read.proxy.chain_prefix, "KT1-");
+        assert_eq!(read.proxy.interface, "kt1");
+    }
 
     #[test]
     fn a_live_pid_file_blocks_a_second_claim() {

@@ -145,6 +145,8 @@ pub async fn up(
         source,
     })?;
     let _pid = down::claim(&config.data_dir)?;
+    // Before anything is created on the host, so `down` can always remove what this run made.
+    down::DownConfig::for_cluster(&config).record()?;
     // Everything the cluster needs from the host, checked before anything starts.
     if config.proxy && !is_root() {
         return Err(Error::NotRoot);
@@ -279,7 +281,12 @@ pub async fn up(
         handle
     } else {
         progress("proxy", "disabled (--no-proxy): Services are not routed");
-        tokio::spawn(std::future::pending::<Result<(), kubelite_proxy::Error>>())
+        // Ends with the other components, so the shutdown sequence can await it like them.
+        let stop = components.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            Ok::<(), kubelite_proxy::Error>(())
+        })
     };
     let mut kubelets = tokio::task::JoinSet::new();
     for (i, name) in config.node_names().into_iter().enumerate() {
@@ -528,7 +535,7 @@ fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig, dns: &st
     println!();
     println!("Stop with Ctrl-C (pods keep running and are adopted on the next start) or");
     println!(
-        "`kubelite down --data-dir {}` (stops it and removes its containers and rules).",
+        "`kubelite down --data-dir {}` (stops it and removes its containers, pod network and rules).",
         config.data_dir.display()
     );
     println!("Starting again on the same data dir keeps every object.");

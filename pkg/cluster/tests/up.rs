@@ -4,198 +4,35 @@
 //! through `kubectl port-forward`, logs, exec, self-healing, scaling, a Job, namespace
 //! deletion; then shutdown, `kubelite down`'s cleanup and a leak check.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use common::{http_get, root, wait_until, Cleanup, Kubectl, Unique};
 use tokio::process::Command;
-
-/// Removes what the cluster may leave if the test fails half way.
-struct Cleanup {
-    node: String,
-    network: String,
-    proxy: kubelite_proxy::Config,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let ids = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=kubelite.io/node={}", self.node),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", id])
-                .output();
-        }
-        let _ = std::process::Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .output();
-        let proxy = self.proxy.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                let _ = rt.block_on(kubelite_proxy::cleanup(&proxy));
-            }
-        })
-        .join();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String)> {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--context")
-            .arg("kubelite")
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().context("spawning kubectl")?;
-        if let Some(input) = stdin {
-            use tokio::io::AsyncWriteExt;
-            let mut pipe = child.stdin.take().context("stdin")?;
-            pipe.write_all(input.as_bytes()).await?;
-            drop(pipe);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-            .await
-            .with_context(|| format!("kubectl {args:?} timed out"))??;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    async fn ok(&self, args: &[&str]) -> Result<String> {
-        let (ok, out, err) = self.run(args, None).await?;
-        ensure!(ok, "kubectl {args:?} failed: {out}{err}");
-        Ok(out)
-    }
-
-    async fn apply(&self, yaml: &str) -> Result<String> {
-        let (ok, out, err) = self.run(&["apply", "-f", "-"], Some(yaml)).await?;
-        ensure!(ok, "kubectl apply failed: {out}{err}");
-        Ok(out)
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match probe().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() >= deadline {
-            bail!("{what} not reached within {timeout:?} {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn http_get(url: &str) -> Result<String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let resp = client.get(url).send().await?;
-    ensure!(resp.status().is_success(), "{url}: {}", resp.status());
-    Ok(resp.text().await?)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dev_cluster_runs_the_examples_and_cleans_up() -> Result<()> {
-    let docker_ok = std::process::Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !is_root() || !docker_ok {
+    if !common::can_run() {
         eprintln!("SKIP: needs root and a running Docker");
         return Ok(());
     }
-    ensure!(
-        std::process::Command::new(root().join("hack/images"))
-            .status()?
-            .success(),
-        "hack/images failed"
-    );
-    let tag: u32 = rand::random::<u32>() % 100_000;
-    let node = format!("kl-up-{tag}");
-    let network = format!("kubelite-up-{tag}");
-    // A /24 outside the service CIDR (10.96.0.0/12) and the default pod subnet.
-    let subnet = format!(
-        "10.{}.{}.0/24",
-        120 + rand::random::<u8>() % 90,
-        rand::random::<u8>()
-    );
+    common::build_images()?;
+    let names = Unique::new("up");
+    let node = names.node.clone();
+    let network = names.network.clone();
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    let config = kubelite_cluster::UpConfig {
-        data_dir: dir.path().join("data"),
-        etcd_servers: Vec::new(),
-        kubeconfig: kubeconfig.clone(),
-        context: "kubelite".into(),
-        listen: "127.0.0.1:0".parse()?,
-        reset: false,
-        node_name: node.clone(),
-        kubelet_listen: "127.0.0.1:0".parse()?,
-        proxy: true,
-        hollow_nodes: 1,
-        pod_network: network.clone(),
-        pod_subnet: subnet,
-        service_cidr: "10.96.0.0/12".into(),
-        proxy_chain_prefix: format!("KLU{tag:05}-"),
-        proxy_interface: format!("klu{tag}"),
-    };
+    let config = names.up_config(dir.path(), 1, true)?;
     let _cleanup = Cleanup {
         node: node.clone(),
         network: network.clone(),
         proxy: config.proxy_config(),
     };
     let proxy_config = config.proxy_config();
+    let config_copy = config.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let up = tokio::spawn(kubelite_cluster::up(config, async move {
         let _ = stop_rx.await;
@@ -382,40 +219,16 @@ async fn dev_cluster_runs_the_examples_and_cleans_up() -> Result<()> {
     let (exists, _, _) = k.run(&["get", "namespace", "scratch"], None).await?;
     ensure!(!exists, "namespace scratch still there");
 
-    // Stop, then `down`'s cleanup: no container, chain or interface is left.
+    // Stop, then `down`'s cleanup: no container, network, bridge, chain or interface is left.
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(60), up)
         .await
         .context("kubelite up did not stop")???;
+    let bridge = common::network_bridge(&network).context("the pod network's bridge")?;
     let down = kubelite_cluster::down::DownConfig {
-        data_dir: dir.path().join("data"),
-        node_names: vec![node.clone(), format!("{node}-hollow-0")],
-        proxy: proxy_config.clone(),
         timeout: Duration::from_secs(10),
+        ..kubelite_cluster::down::DownConfig::for_cluster(&config_copy)
     };
     kubelite_cluster::down::down(&down).await?;
-    let left = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=kubelite.io/node={node}"),
-        ])
-        .output()?;
-    ensure!(
-        left.stdout.is_empty(),
-        "containers left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
-    let rules = std::process::Command::new("iptables-save").output()?;
-    let rules = String::from_utf8_lossy(&rules.stdout);
-    ensure!(!rules.contains(&proxy_config.chain_prefix), "chains left");
-    let links = std::process::Command::new("ip")
-        .args(["link", "show"])
-        .output()?;
-    ensure!(
-        !String::from_utf8_lossy(&links.stdout).contains(&format!(" {}:", proxy_config.interface)),
-        "interface left"
-    );
-    Ok(())
+    common::assert_clean(&node, &network, &bridge, &proxy_config)
 }

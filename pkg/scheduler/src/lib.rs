@@ -9,6 +9,7 @@
 
 pub mod algorithm;
 pub mod cache;
+pub mod cli;
 pub mod config;
 mod events;
 pub mod framework;
