@@ -4,6 +4,8 @@
 //! process RSS), and (3) the bind baseline: on the same apiserver with the scheduler stopped,
 //! the same number of pods created first, then bound by a plain client with the scheduler's
 //! bind concurrency. The scheduler/baseline ratio says how much of the ceiling is the scheduler.
+//! (3b) The scheduler over a backlog: the same number of pods created first, then a fresh
+//! scheduler started and timed until all are bound, like-for-like with (3).
 //! (4) A create+bind baseline: a plain client creates each pod and binds it right away, the
 //! like-for-like ceiling of (2), which also pays for creating the pods.
 //!
@@ -286,6 +288,57 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
         "bind baseline: {pods} pre-created pods bound by a plain client ({binds} concurrent) in \
          {bsecs:.2} s = {base_rate:.0} binds/s; scheduler/baseline = {:.2}",
         sched_rate / base_rate
+    );
+    // The scheduler over a backlog, like-for-like with the bind baseline: the same number of
+    // pods exist before a fresh scheduler starts; timed from its start (initial list
+    // included) until it has bound them all.
+    futures::stream::iter(0..pods)
+        .map(|i| {
+            let api = pod_api.clone();
+            async move {
+                let mut p = pod(i)?;
+                p.metadata.name = Some(format!("drain-{i}"));
+                api.create(&PostParams::default(), &p)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let drain_metrics = Arc::new(Metrics::default());
+    let (drain_stop, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let dstart = Instant::now();
+    let drain = tokio::spawn(kubelite_scheduler::run(
+        client.clone(),
+        Config {
+            metrics: drain_metrics.clone(),
+            ..Config::default()
+        },
+        async move {
+            let _ = drain_rx.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while drain_metrics.attempts(AttemptResult::Scheduled) < pods as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "backlog: timed out with {} of {pods} bound",
+                drain_metrics.attempts(AttemptResult::Scheduled)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let dsecs = dstart.elapsed().as_secs_f64();
+    let _ = drain_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .context("backlog scheduler stop")?;
+    let drain_rate = pods as f64 / dsecs;
+    println!(
+        "backlog: a fresh scheduler bound {pods} pre-created pods in {dsecs:.2} s = \
+         {drain_rate:.0} pods/s; scheduler/bind baseline = {:.2}",
+        drain_rate / base_rate
     );
     // The same API work as the end-to-end run minus the scheduler: each pod created and then
     // bound by a plain client, 64 pods in flight. The end-to-end figure includes creating the
