@@ -179,42 +179,61 @@ fn apply_json_patch(original: &Value, body: &[u8]) -> Result<Value, PatchError> 
         )));
     }
     let mut doc = original.clone();
-    json_patch::patch(&mut doc, &ops.0).map_err(|e| {
-        let op = ops.0.get(e.operation);
-        let name = match op {
-            Some(json_patch::PatchOperation::Add(_)) => "add",
-            Some(json_patch::PatchOperation::Remove(_)) => "remove",
-            Some(json_patch::PatchOperation::Replace(_)) => "replace",
-            Some(json_patch::PatchOperation::Move(_)) => "move",
-            Some(json_patch::PatchOperation::Copy(_)) => "copy",
-            Some(json_patch::PatchOperation::Test(_)) => "test",
-            None => "unknown",
-        };
-        // Worded like evanphx/json-patch, which upstream uses.
-        let message = match e.kind {
-            json_patch::PatchErrorKind::TestFailed => {
-                format!("testing value {} failed: test failed", e.path)
-            }
-            json_patch::PatchErrorKind::InvalidFromPointer => {
-                format!(
-                    "{name} operation does not apply: doc is missing from path: {}",
-                    e.path
-                )
-            }
-            json_patch::PatchErrorKind::CannotMoveInsideItself => {
-                format!(
-                    "{name} operation does not apply: cannot move {} inside itself",
-                    e.path
-                )
-            }
-            _ => format!(
-                "{name} operation does not apply: doc is missing path: {}: missing value",
-                e.path
-            ),
-        };
-        PatchError::Unprocessable(message)
-    })?;
+    // One operation at a time, so a `test` can be judged against the document as it stands.
+    for op in &ops.0 {
+        if passes_as_missing_null(&doc, op) {
+            continue;
+        }
+        json_patch::patch(&mut doc, std::slice::from_ref(op))
+            .map_err(|e| json_patch_error(op, e))?;
+    }
     Ok(doc)
+}
+
+/// evanphx/json-patch (upstream's) lets `test` with a null value pass when the key is missing
+/// under an existing parent. kube-runtime's finalizer helper relies on it: it tests
+/// `/metadata/finalizers` for null before adding the first finalizer.
+fn passes_as_missing_null(doc: &Value, op: &json_patch::PatchOperation) -> bool {
+    let json_patch::PatchOperation::Test(t) = op else {
+        return false;
+    };
+    let path = t.path.as_str();
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    t.value.is_null() && doc.pointer(path).is_none() && doc.pointer(parent).is_some()
+}
+
+/// A failed operation, worded like evanphx/json-patch (which upstream uses).
+fn json_patch_error(op: &json_patch::PatchOperation, e: json_patch::PatchError) -> PatchError {
+    let name = match op {
+        json_patch::PatchOperation::Add(_) => "add",
+        json_patch::PatchOperation::Remove(_) => "remove",
+        json_patch::PatchOperation::Replace(_) => "replace",
+        json_patch::PatchOperation::Move(_) => "move",
+        json_patch::PatchOperation::Copy(_) => "copy",
+        json_patch::PatchOperation::Test(_) => "test",
+    };
+    let message = match e.kind {
+        json_patch::PatchErrorKind::TestFailed => {
+            format!("testing value {} failed: test failed", e.path)
+        }
+        json_patch::PatchErrorKind::InvalidFromPointer => {
+            format!(
+                "{name} operation does not apply: doc is missing from path: {}",
+                e.path
+            )
+        }
+        json_patch::PatchErrorKind::CannotMoveInsideItself => {
+            format!(
+                "{name} operation does not apply: cannot move {} inside itself",
+                e.path
+            )
+        }
+        _ => format!(
+            "{name} operation does not apply: doc is missing path: {}: missing value",
+            e.path
+        ),
+    };
+    PatchError::Unprocessable(message)
 }
 
 /// RFC 7386 merge. Unlike `json_patch::merge` it keeps the remaining keys' order when a key is
@@ -303,6 +322,22 @@ mod tests {
             ),
             (
                 json!([{"op": "test", "path": "/metadata/labels/app", "value": "x"}]),
+                Err(422),
+            ),
+            // kube-runtime's finalizer helper: a null test passes on a missing key.
+            (
+                json!([
+                    {"op": "test", "path": "/metadata/labels/none", "value": null},
+                    {"op": "add", "path": "/metadata/labels/none", "value": "added"}
+                ]),
+                Ok(json!({"app": "web", "tier": "front", "none": "added"})),
+            ),
+            (
+                json!([{"op": "test", "path": "/metadata/labels/app", "value": null}]),
+                Err(422),
+            ),
+            (
+                json!([{"op": "test", "path": "/metadata/nope/x", "value": null}]),
                 Err(422),
             ),
             (
