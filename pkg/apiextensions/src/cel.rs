@@ -2,10 +2,12 @@
 //! evaluated against a custom resource with `self` (and `oldSelf` on update), as
 //! apiextensions-apiserver does. Transition rules (those using `oldSelf`) run only where an old
 //! value correlates: same object key, or same `x-kubernetes-list-map-keys` item.
-//! Not supported: `messageExpression` (the static message or the default is used),
-//! `optionalOldSelf` (such rules are skipped without an old value), cost limits, and the
-//! Kubernetes CEL library extensions (`isSorted`, `url`, `quantity`, ...); rules using them fail
-//! with an evaluation error.
+//! A failed rule's message is its `messageExpression` (evaluated with the same variables) when
+//! that yields a usable string, else its `message`, else `failed rule: <rule>`, as upstream.
+//! Not supported: `optionalOldSelf` (such rules are skipped without an old value), cost limits,
+//! static type checks (a `messageExpression` that is not a string falls back at evaluation),
+//! and the Kubernetes CEL library extensions (`isSorted`, `url`, `quantity`, ...); rules using
+//! them fail with an evaluation error.
 
 use crate::error::FieldError;
 use crate::schema::{Additional, Schema};
@@ -13,11 +15,18 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::Validati
 use serde_json::Value;
 use std::sync::Arc;
 
+/// Longest message a `messageExpression` may produce (upstream's
+/// `MaxEvaluatedMessageExpressionSizeBytes`); longer ones fall back to the static message.
+const MAX_MESSAGE_EXPRESSION_BYTES: usize = 5 * 1024;
+
 /// One rule with its compiled program (or the compile error).
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledRule {
     rule: ValidationRule,
     program: Result<Arc<cel::Program>, String>,
+    /// The compiled `messageExpression`, if the rule has one that compiles (CRD validation
+    /// rejects one that does not, so a stored CRD never lacks it).
+    message_program: Option<Arc<cel::Program>>,
     uses_old_self: bool,
 }
 
@@ -30,9 +39,16 @@ pub(crate) fn compile_rules(rules: &[ValidationRule]) -> Vec<CompiledRule> {
             let uses_old_self = program
                 .as_ref()
                 .is_ok_and(|p| p.references().has_variable("oldSelf"));
+            let message_program = r
+                .message_expression
+                .as_deref()
+                .filter(|m| !m.trim().is_empty())
+                .and_then(|m| cel::Program::compile(m).ok())
+                .map(Arc::new);
             CompiledRule {
                 rule: r.clone(),
                 program: program.map(Arc::new),
+                message_program,
                 uses_old_self,
             }
         })
@@ -151,16 +167,43 @@ fn eval_rule(
     }
     match program.execute(&ctx) {
         Ok(cel::Value::Bool(true)) => None,
-        Ok(cel::Value::Bool(false)) => Some(rule_failed(r, &err_path, type_name)),
+        Ok(cel::Value::Bool(false)) => {
+            let message = r
+                .message_program
+                .as_deref()
+                .and_then(|p| evaluated_message(p, &ctx));
+            Some(rule_failed(r, message, &err_path, type_name))
+        }
         Ok(other) => eval_err(format!("rule did not evaluate to a bool but to {other:?}")),
         Err(e) => eval_err(e.to_string()),
     }
 }
 
-fn rule_failed(r: &CompiledRule, path: &str, type_name: String) -> FieldError {
-    let msg = match r.rule.message.as_deref().filter(|m| !m.trim().is_empty()) {
-        Some(m) => m.to_string(),
-        None => format!("failed rule: {}", r.rule.rule.trim()),
+/// The message a `messageExpression` produced, trimmed; `None` (use the static message) when
+/// it failed, is not a string, is blank, spans lines or is too long, as upstream documents.
+fn evaluated_message(program: &cel::Program, ctx: &cel::Context) -> Option<String> {
+    let cel::Value::String(s) = program.execute(ctx).ok()? else {
+        return None;
+    };
+    let msg = s.trim();
+    let usable =
+        !msg.is_empty() && !msg.contains(['\n', '\r']) && msg.len() <= MAX_MESSAGE_EXPRESSION_BYTES;
+    usable.then(|| msg.to_string())
+}
+
+fn rule_failed(
+    r: &CompiledRule,
+    evaluated: Option<String>,
+    path: &str,
+    type_name: String,
+) -> FieldError {
+    let msg = match (
+        evaluated,
+        r.rule.message.as_deref().filter(|m| !m.trim().is_empty()),
+    ) {
+        (Some(m), _) => m,
+        (None, Some(m)) => m.to_string(),
+        (None, None) => format!("failed rule: {}", r.rule.rule.trim()),
     };
     match r.rule.reason.as_deref() {
         Some("FieldValueForbidden") => FieldError::forbidden(path, msg),
@@ -272,6 +315,57 @@ mod tests {
         );
         assert!(compile_error("self ===").is_some());
         assert!(compile_error("self.a < 10").is_none());
+    }
+
+    #[test]
+    fn message_expression_wins_and_falls_back_like_upstream() {
+        let rule = |expr: &str| {
+            json!({"rule": "self.min <= self.max", "message": "static message",
+                   "messageExpression": expr})
+        };
+        let s = schema(
+            json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                rule("'min ' + string(self.min) + ' exceeds max ' + string(self.max)"),
+                // Fall back to the static message: runtime error, not a string, blank,
+                // several lines, too long.
+                rule("self.nope + 'x'"),
+                rule("self.min"),
+                rule("'  '"),
+                rule("'one\\ntwo'"),
+                rule("self.long"),
+                // Surrounding spaces are trimmed; oldSelf is bound on update.
+                rule("'  was ' + string(oldSelf.max) + '  '"),
+            ],
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"},
+                           "long": {"type": "string"}}}}}),
+        );
+        let bad = json!({"spec": {"min": 3, "max": 2, "long": "x".repeat(6000)}});
+        let got = errs(&s, bad, Some(json!({"spec": {"min": 0, "max": 9}})));
+        let field = r#"spec: Invalid value: "object": "#;
+        let want: Vec<String> = [
+            "min 3 exceeds max 2",
+            "static message",
+            "static message",
+            "static message",
+            "static message",
+            "static message",
+            "was 9",
+        ]
+        .iter()
+        .map(|m| format!("{field}{m}"))
+        .collect();
+        assert_eq!(got, want);
+        // Without a static message the default applies.
+        let s = schema(
+            json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": "self.a == 1", "messageExpression": "''"}],
+            "properties": {"a": {"type": "integer"}}}}}),
+        );
+        assert_eq!(
+            errs(&s, json!({"spec": {"a": 2}}), None),
+            [r#"spec: Invalid value: "object": failed rule: self.a == 1"#]
+        );
     }
 
     #[test]

@@ -163,6 +163,13 @@ fn structural_schema_table() {
         (json!({"type": "object", "properties": {"s": {"type": "string", "x-kubernetes-validations": [{"rule": "self =="}]}}}),
          vec![format!("{p}.properties[s].x-kubernetes-validations[0].rule: Invalid value: \"self ==\": compilation failed: {}",
                       crate::cel::compile_error("self ==").expect("bad rule"))]),
+        (json!({"type": "object", "properties": {"s": {"type": "string", "x-kubernetes-validations": [
+            {"rule": "self != ''", "messageExpression": "'bad: ' +"},
+            {"rule": "self != ''", "messageExpression": "  "},
+            {"rule": "self != ''", "messageExpression": "'s is ' + self"}]}}}),
+         vec![format!("{p}.properties[s].x-kubernetes-validations[0].messageExpression: Invalid value: \"'bad: ' +\": messageExpression compilation failed: {}",
+                      crate::cel::compile_error("'bad: ' +").expect("bad expression")),
+              format!("{p}.properties[s].x-kubernetes-validations[1].messageExpression: Required value: messageExpression must be non-empty if specified")]),
         (json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}), vec![]),
         (json!({"type": "object", "properties": {"metadata": {"type": "object",
             "properties": {"name": {"type": "string", "maxLength": 10}}}}}), vec![]),

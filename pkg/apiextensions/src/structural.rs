@@ -175,6 +175,22 @@ fn node(s: &JSONSchemaProps, p: &Path, ctx: Ctx, errs: &mut Vec<FieldError>) {
                 format!("compilation failed: {e}"),
             ));
         }
+        let Some(m) = r.message_expression.as_deref() else {
+            continue;
+        };
+        let path = p.child("x-kubernetes-validations").index(i);
+        if m.trim().is_empty() {
+            errs.push(FieldError::required(
+                path.child("messageExpression").as_str(),
+                "messageExpression must be non-empty if specified",
+            ));
+        } else if let Some(e) = crate::cel::compile_error(m) {
+            errs.push(FieldError::invalid(
+                path.child("messageExpression").as_str(),
+                m,
+                format!("messageExpression compilation failed: {e}"),
+            ));
+        }
     }
     match &s.additional_properties {
         Some(JSONSchemaPropsOrBool::Bool(false)) => errs.push(FieldError::forbidden(
