@@ -1,5 +1,6 @@
-//! Endpoints and EndpointSlice controllers: for every Service with a selector, publish the IPs
-//! and resolved ports of the pods it selects, split by readiness.
+//! Endpoints controller: for every Service with a selector, publish the IPs and resolved ports
+//! of the pods it selects, split by readiness. Also the pod/service bookkeeping the
+//! EndpointSlice controller (`endpointslice.rs`) shares.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,49 +10,48 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
 };
-use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
-};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::informer::{key_of, split_key, Informer};
 use crate::queue::{run_workers, WorkQueue};
-use crate::util::{
-    controller_owner_ref, ignore_not_found, labels_of, map_selector_matches, pod_is_ready,
-};
+use crate::util::{ignore_not_found, labels_of, map_selector_matches, pod_is_ready};
 use crate::{Result, Shared};
 
-/// Label naming the Service an EndpointSlice belongs to.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// Label naming the controller managing an EndpointSlice.
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
-/// This controller's managed-by value.
-pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
-/// Most endpoints in one slice, as upstream's default `--max-endpoints-per-slice`.
-pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
+pub use crate::endpointslice::{
+    MANAGED_BY, MANAGED_BY_LABEL, MAX_ENDPOINTS_PER_SLICE, SERVICE_NAME_LABEL,
+};
+
+/// Most addresses one Endpoints object lists, as upstream's `maxCapacity`; past it the object
+/// is truncated and annotated [`OVER_CAPACITY_ANNOTATION`].
+pub const MAX_ENDPOINTS_CAPACITY: usize = 1000;
+/// Annotation (value `truncated`) on an Endpoints object that lists only some addresses.
+pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
 
 /// (name, port, protocol, appProtocol) of one resolved service port.
-type PortKey = (Option<String>, i32, String, Option<String>);
+pub(crate) type PortKey = (Option<String>, i32, String, Option<String>);
 
 /// One pod's contribution: its ports and address data.
-struct PodEndpoint {
-    ip: String,
-    ready: bool,
-    serving: bool,
-    terminating: bool,
-    node: Option<String>,
-    target: ObjectReference,
-    ports: Vec<PortKey>,
+pub(crate) struct PodEndpoint {
+    pub(crate) ip: String,
+    pub(crate) ready: bool,
+    pub(crate) serving: bool,
+    pub(crate) terminating: bool,
+    pub(crate) node: Option<String>,
+    pub(crate) target: ObjectReference,
+    pub(crate) ports: Vec<PortKey>,
 }
 
-struct Common {
-    client: kube::Client,
+/// What both endpoint controllers read: the client and the pod and service caches.
+pub(crate) struct Common {
+    pub(crate) client: kube::Client,
     pods: Arc<Informer<Pod>>,
     services: Arc<Informer<Service>>,
 }
 
-fn common(shared: &Shared, queue: &WorkQueue) -> Arc<Common> {
+/// The shared state, with handlers queueing a service key on service changes and on changes of
+/// pods it selects.
+pub(crate) fn common(shared: &Shared, queue: &WorkQueue) -> Arc<Common> {
     let c = Arc::new(Common {
         client: shared.client.clone(),
         pods: shared.informers.pods.clone(),
@@ -92,7 +92,7 @@ impl Common {
     }
 
     /// The service if it is one whose endpoints this controller manages.
-    fn managed_service(&self, key: &str) -> Option<Arc<Service>> {
+    pub(crate) fn managed_service(&self, key: &str) -> Option<Arc<Service>> {
         let (ns, name) = split_key(key);
         if ns == Some("default") && name == "kubernetes" {
             return None;
@@ -101,7 +101,11 @@ impl Common {
     }
 
     /// The pods backing `svc` with their resolved ports; terminating pods only if asked.
-    fn pod_endpoints(&self, svc: &Service, include_terminating: bool) -> Vec<PodEndpoint> {
+    pub(crate) fn pod_endpoints(
+        &self,
+        svc: &Service,
+        include_terminating: bool,
+    ) -> Vec<PodEndpoint> {
         let Some(spec) = svc.spec.as_ref() else {
             return Vec::new();
         };
@@ -115,7 +119,10 @@ impl Common {
             .store()
             .state_filter(|p| {
                 p.metadata.namespace == ns
-                    && map_selector_matches(selector, &labels_of(&p.metadata))
+                    && p.metadata
+                        .labels
+                        .as_ref()
+                        .is_some_and(|l| map_selector_matches(selector, l))
             })
             .iter()
             .filter_map(|pod| {
@@ -186,7 +193,8 @@ fn resolve_target_port(pod: &Pod, target: Option<&IntOrString>, port: i32) -> Op
     }
 }
 
-fn is_headless(svc: &Service) -> bool {
+/// Whether the service is headless (clusterIP None).
+pub(crate) fn is_headless(svc: &Service) -> bool {
     svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None")
 }
 
@@ -256,7 +264,7 @@ async fn sync_endpoints(
             entry.1.push(addr);
         }
     }
-    let subsets: Vec<EndpointSubset> = groups
+    let mut subsets: Vec<EndpointSubset> = groups
         .into_iter()
         .map(|(ports, (ready, not_ready))| EndpointSubset {
             addresses: (!ready.is_empty()).then_some(ready),
@@ -278,17 +286,33 @@ async fn sync_endpoints(
     if is_headless(&svc) {
         labels.insert("service.kubernetes.io/headless".into(), String::new());
     }
+    let truncated = truncate(&mut subsets);
     let subsets = (!subsets.is_empty()).then_some(subsets);
     match cache.get(Some(ns), name) {
         Some(existing) => {
+            let was_truncated = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(OVER_CAPACITY_ANNOTATION));
             if existing.subsets == subsets
                 && existing.metadata.labels.clone().unwrap_or_default() == labels
+                && was_truncated == truncated
             {
                 return Ok(None);
             }
             let mut updated = existing.as_ref().clone();
             updated.subsets = subsets;
             updated.metadata.labels = Some(labels);
+            let annotations = updated
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            if truncated {
+                annotations.insert(OVER_CAPACITY_ANNOTATION.into(), "truncated".into());
+            } else {
+                annotations.remove(OVER_CAPACITY_ANNOTATION);
+            }
             ignore_not_found(api.replace(name, &PostParams::default(), &updated).await)?;
         }
         None => {
@@ -297,6 +321,13 @@ async fn sync_endpoints(
                     name: Some(name.to_string()),
                     namespace: Some(ns.to_string()),
                     labels: Some(labels),
+                    annotations: truncated.then(|| {
+                        [(
+                            OVER_CAPACITY_ANNOTATION.to_string(),
+                            "truncated".to_string(),
+                        )]
+                        .into()
+                    }),
                     ..Default::default()
                 },
                 subsets,
@@ -312,170 +343,89 @@ async fn sync_endpoints(
     Ok(None)
 }
 
-/// Registers the EndpointSlice controller; returns its worker loop.
-pub fn register_slices(shared: &Shared) -> BoxFuture<'static, ()> {
-    let queue = WorkQueue::new();
-    let c = common(shared, &queue);
-    let slices = shared.informers.endpointslices.clone();
-    {
-        let q = queue.clone();
-        slices.on_change(move |ch| {
-            let s = ch.object();
-            let labels = labels_of(&s.metadata);
-            if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
-                return;
-            }
-            if let (Some(ns), Some(svc)) = (&s.metadata.namespace, labels.get(SERVICE_NAME_LABEL)) {
-                q.add(format!("{ns}/{svc}"));
-            }
-        });
+/// Cuts `subsets` down to [`MAX_ENDPOINTS_CAPACITY`] addresses as upstream's
+/// `truncateEndpoints`: ready addresses first, each subset keeping its share (rounded up) of
+/// the kind being cut. Returns whether anything was cut.
+fn truncate(subsets: &mut [EndpointSubset]) -> bool {
+    let count = |a: &Option<Vec<EndpointAddress>>| a.as_ref().map_or(0, Vec::len);
+    let ready: usize = subsets.iter().map(|s| count(&s.addresses)).sum();
+    let not_ready: usize = subsets.iter().map(|s| count(&s.not_ready_addresses)).sum();
+    if ready + not_ready <= MAX_ENDPOINTS_CAPACITY {
+        return false;
     }
-    let workers = shared.config.workers;
-    let pending: Arc<Pending> = Arc::default();
-    Box::pin(run_workers("endpointslice", queue, workers, move |key| {
-        let (c, slices, pending) = (c.clone(), slices.clone(), pending.clone());
-        async move { sync_slices(&c, &slices, &pending, &key).await }
-    }))
+    let cut_ready = ready > MAX_ENDPOINTS_CAPACITY;
+    let (max, total) = if cut_ready {
+        (MAX_ENDPOINTS_CAPACITY, ready)
+    } else {
+        (MAX_ENDPOINTS_CAPACITY - ready, not_ready)
+    };
+    let mut room = max;
+    for s in subsets.iter_mut() {
+        let list = if cut_ready {
+            s.not_ready_addresses = None;
+            &mut s.addresses
+        } else {
+            &mut s.not_ready_addresses
+        };
+        let here = count(list);
+        let share = (here * max).div_ceil(total).min(room);
+        if let Some(l) = list.as_mut() {
+            l.truncate(share);
+        }
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
+        room -= count(list);
+    }
+    true
 }
 
-/// Slices created per service key that the cache has not shown yet (generateName means a
-/// stale cache would otherwise create duplicates).
-type Pending = std::sync::Mutex<BTreeMap<String, String>>;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
 
-async fn sync_slices(
-    c: &Common,
-    cache: &Informer<EndpointSlice>,
-    pending: &Pending,
-    key: &str,
-) -> Result<Option<Duration>> {
-    let (ns, name) = split_key(key);
-    let ns = ns.unwrap_or_default();
-    {
-        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(created) = p.get(key) {
-            if cache.get(Some(ns), created).is_none() {
-                return Ok(Some(Duration::from_millis(100)));
-            }
-            p.remove(key);
+    fn addrs(n: usize) -> Option<Vec<EndpointAddress>> {
+        Some(
+            (0..n)
+                .map(|i| EndpointAddress {
+                    ip: format!("10.0.{}.{}", i / 250, i % 250),
+                    ..Default::default()
+                })
+                .collect(),
+        )
+    }
+
+    fn subset(ready: usize, not_ready: usize) -> EndpointSubset {
+        EndpointSubset {
+            addresses: addrs(ready),
+            not_ready_addresses: addrs(not_ready),
+            ports: None,
         }
     }
-    let api: Api<EndpointSlice> = Api::namespaced(c.client.clone(), ns);
-    let mut existing: Vec<Arc<EndpointSlice>> = cache.store().state_filter(|s| {
-        let l = labels_of(&s.metadata);
-        s.metadata.namespace.as_deref() == Some(ns)
-            && l.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
-            && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-    });
-    existing.sort_by_key(|s| s.metadata.name.clone());
-    let svc = c.managed_service(key).filter(|s| {
-        s.spec
-            .as_ref()
-            .and_then(|sp| sp.selector.as_ref())
-            .is_some()
-    });
-    let Some(svc) = svc else {
-        for s in existing {
-            let n = s.metadata.name.clone().unwrap_or_default();
-            ignore_not_found(api.delete(&n, &DeleteParams::default()).await)?;
-        }
-        return Ok(None);
-    };
-    // One slice per distinct port set (named target ports may resolve differently per pod).
-    let mut groups: BTreeMap<Vec<PortKey>, Vec<Endpoint>> = BTreeMap::new();
-    for pe in c.pod_endpoints(&svc, true) {
-        groups.entry(pe.ports).or_default().push(Endpoint {
-            addresses: vec![pe.ip],
-            conditions: Some(EndpointConditions {
-                ready: Some(pe.ready),
-                serving: Some(pe.serving),
-                terminating: Some(pe.terminating),
-            }),
-            node_name: pe.node,
-            target_ref: Some(pe.target),
-            ..Default::default()
-        });
-    }
-    if groups.is_empty() {
-        // Upstream keeps one empty slice per service so consumers see "no endpoints".
-        groups.insert(Vec::new(), Vec::new());
-    }
-    let mut labels = labels_of(&svc.metadata);
-    labels.insert(SERVICE_NAME_LABEL.into(), name.to_string());
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-    if is_headless(&svc) {
-        labels.insert("service.kubernetes.io/headless".into(), String::new());
-    }
-    let mut unused = existing;
-    // Upstream's maxEndpointsPerSlice: bigger groups spread over several slices.
-    let chunks = groups.into_iter().flat_map(|(ports, endpoints)| {
-        let mut parts: Vec<Vec<Endpoint>> = endpoints
-            .chunks(MAX_ENDPOINTS_PER_SLICE)
-            .map(<[Endpoint]>::to_vec)
-            .collect();
-        if parts.is_empty() {
-            parts.push(Vec::new());
-        }
-        parts.into_iter().map(move |e| (ports.clone(), e))
-    });
-    for (ports, endpoints) in chunks {
-        let ports: Vec<SlicePort> = ports
-            .into_iter()
-            .map(|(name, port, protocol, app_protocol)| SlicePort {
-                name: Some(name.unwrap_or_default()),
-                port: Some(port),
-                protocol: Some(protocol),
-                app_protocol,
+
+    fn sizes(s: &[EndpointSubset]) -> Vec<(usize, usize)> {
+        s.iter()
+            .map(|s| {
+                (
+                    s.addresses.as_ref().map_or(0, Vec::len),
+                    s.not_ready_addresses.as_ref().map_or(0, Vec::len),
+                )
             })
-            .collect();
-        let ports = (!ports.is_empty()).then_some(ports);
-        // Reuse the slice that already has exactly this content, else one with these ports,
-        // else any leftover slice.
-        let idx = unused
-            .iter()
-            .position(|s| s.ports == ports && s.endpoints == endpoints)
-            .or_else(|| unused.iter().position(|s| s.ports == ports))
-            .or(if unused.is_empty() { None } else { Some(0) });
-        match idx.map(|i| unused.remove(i)) {
-            Some(old) => {
-                let same = old.ports == ports
-                    && old.endpoints == endpoints
-                    && old.metadata.labels.as_ref() == Some(&labels);
-                if same {
-                    continue;
-                }
-                let mut updated = old.as_ref().clone();
-                updated.ports = ports;
-                updated.endpoints = endpoints;
-                updated.metadata.labels = Some(labels.clone());
-                let n = updated.metadata.name.clone().unwrap_or_default();
-                ignore_not_found(api.replace(&n, &PostParams::default(), &updated).await)?;
-            }
-            None => {
-                let slice = EndpointSlice {
-                    metadata: kube::api::ObjectMeta {
-                        generate_name: Some(format!("{name}-")),
-                        namespace: Some(ns.to_string()),
-                        labels: Some(labels.clone()),
-                        owner_references: Some(vec![controller_owner_ref(svc.as_ref())]),
-                        ..Default::default()
-                    },
-                    address_type: "IPv4".into(),
-                    endpoints,
-                    ports,
-                };
-                let created = api.create(&PostParams::default(), &slice).await?;
-                if let Some(n) = created.metadata.name {
-                    pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key.to_string(), n);
-                }
-            }
-        }
+            .collect()
     }
-    for s in unused {
-        let n = s.metadata.name.clone().unwrap_or_default();
-        ignore_not_found(api.delete(&n, &DeleteParams::default()).await)?;
+
+    #[test]
+    fn truncates_like_upstream() {
+        let mut s = vec![subset(600, 10), subset(390, 0)];
+        assert!(!truncate(&mut s));
+        // Too many ready: keep 1,000 ready split by share, drop every not-ready address.
+        let mut s = vec![subset(3000, 5), subset(2000, 0)];
+        assert!(truncate(&mut s));
+        assert_eq!(sizes(&s), [(600, 0), (400, 0)]);
+        // Ready fits: not-ready ones fill the rest by share.
+        let mut s = vec![subset(500, 300), subset(100, 500)];
+        assert!(truncate(&mut s));
+        assert_eq!(sizes(&s), [(500, 150), (100, 250)]);
     }
-    Ok(None)
 }

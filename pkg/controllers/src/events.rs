@@ -1,5 +1,11 @@
 //! Records core/v1 Events about objects (what `kubectl describe` shows). Best effort: a failed
-//! event never fails a sync.
+//! event never fails a sync, and like client-go's spam filter an object gets at most a burst
+//! of 25 events per reason, then one per 5 minutes (a 10,000-pod scale-up writes 25
+//! SuccessfulCreate events, not 10,000).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use kube::api::{Api, ApiResource, ObjectMeta, PostParams};
@@ -8,11 +14,20 @@ use tracing::debug;
 
 use crate::util::now;
 
+/// Events an object may get at once per (type, reason), as client-go's `defaultSpamBurst`.
+const SPAM_BURST: f64 = 25.0;
+/// One more event is allowed per this period, as client-go's `defaultSpamQPS` (1/300).
+const SPAM_REFILL: Duration = Duration::from_secs(300);
+/// Objects tracked by the spam filter before full buckets are forgotten (client-go: 4096 LRU).
+const SPAM_KEYS: usize = 4096;
+
 /// Writes Events on behalf of one controller.
 #[derive(Clone)]
 pub struct Recorder {
     client: kube::Client,
     component: String,
+    /// spam key -> (tokens left, when last refilled)
+    buckets: Arc<Mutex<HashMap<String, (f64, Instant)>>>,
 }
 
 impl Recorder {
@@ -21,7 +36,28 @@ impl Recorder {
         Self {
             client,
             component: component.to_string(),
+            buckets: Arc::default(),
         }
+    }
+
+    /// Takes a token for `key`; false means the event is dropped as spam.
+    fn allow(&self, key: String) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = |(tokens, at): (f64, Instant)| {
+            let earned = now.duration_since(at).as_secs_f64() / SPAM_REFILL.as_secs_f64();
+            (SPAM_BURST.min(tokens + earned), now)
+        };
+        if buckets.len() >= SPAM_KEYS && !buckets.contains_key(&key) {
+            buckets.retain(|_, b| refill(*b).0 < SPAM_BURST);
+        }
+        let bucket = buckets.entry(key).or_insert((SPAM_BURST, now));
+        *bucket = refill(*bucket);
+        if bucket.0 < 1.0 {
+            return false;
+        }
+        bucket.0 -= 1.0;
+        true
     }
 
     /// Records a `Normal` event.
@@ -68,6 +104,17 @@ impl Recorder {
     ) {
         let name = meta.name.clone().unwrap_or_default();
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+        let key = format!(
+            "{}/{}/{}/{namespace}/{name}/{}/{type_}/{reason}",
+            self.component,
+            ar.api_version,
+            ar.kind,
+            meta.uid.as_deref().unwrap_or_default()
+        );
+        if !self.allow(key) {
+            debug!(object = %name, reason, "event dropped by the spam filter");
+            return;
+        }
         let ts = now();
         let event = Event {
             metadata: kube::api::ObjectMeta {
@@ -104,5 +151,21 @@ impl Recorder {
                 debug!(error = %err, "failed to record event");
             }
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spam_filter_allows_a_burst_per_object_and_reason() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let r = Recorder::new(client, "test");
+        let allowed = (0..100).filter(|_| r.allow("a".into())).count();
+        assert_eq!(allowed, 25);
+        assert!(r.allow("b".into()));
     }
 }

@@ -2,12 +2,14 @@
 //! loop: shared informers feed local caches, event handlers only enqueue keys, and workers
 //! reconcile one key at a time from the caches, retrying with backoff on error.
 
+pub mod cli;
 pub mod deployment;
 mod deployment_rollout;
 mod deployment_status;
 pub mod deployment_util;
 pub mod discovery;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod gc;
@@ -242,7 +244,7 @@ pub async fn run(
             "replicationcontroller" => replicaset::register_rc(&shared),
             "deployment" => deployment::register(&shared),
             "endpoint" => endpoints::register_endpoints(&shared),
-            "endpointslice" => endpoints::register_slices(&shared),
+            "endpointslice" => endpointslice::register(&shared),
             "serviceaccount" => serviceaccount::register(&shared),
             "garbagecollector" => gc::register(&shared),
             "job" => job::register(&shared),

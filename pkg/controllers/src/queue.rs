@@ -128,6 +128,33 @@ impl WorkQueue {
         }
     }
 
+    /// Like [`WorkQueue::done`], but a key added meanwhile is handed out again only after
+    /// `delay`; later adds coalesce into that one run.
+    pub fn done_after(&self, key: &str, delay: Duration) {
+        if delay.is_zero() {
+            return self.done(key);
+        }
+        let mut state = self.state();
+        state.processing.remove(key);
+        if !state.dirty.contains(key) {
+            return;
+        }
+        drop(state);
+        // While it waits the key is dirty and neither queued nor processing, so `add` leaves
+        // it alone and only this timer queues it.
+        let queue = self.clone();
+        let key = key.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut state = queue.state();
+            if state.dirty.contains(&key) && !state.processing.contains(&key) && !state.shutdown {
+                state.queue.push_back(key);
+                drop(state);
+                queue.inner.notify.notify_one();
+            }
+        });
+    }
+
     /// Stops the queue: `get` returns `None` from now on.
     pub fn shutdown(&self) {
         self.state().shutdown = true;
@@ -135,8 +162,13 @@ impl WorkQueue {
     }
 }
 
+/// Longest pause [`run_workers`] puts between two syncs of one busy key.
+const MAX_COOLDOWN: Duration = Duration::from_secs(1);
+
 /// Runs `workers` loops that take keys from `queue` and call `sync`. `Ok(Some(d))` requeues the
-/// key after `d`; an error requeues it with backoff.
+/// key after `d`; an error requeues it with backoff. A key changed again during its sync waits
+/// as long as that sync took before the next one: a sync that scans 10,000 pods, retriggered by
+/// every pod event, would otherwise take a whole core from the API server it is waiting on.
 pub async fn run_workers<F, Fut>(name: &'static str, queue: WorkQueue, workers: usize, sync: F)
 where
     F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
@@ -148,6 +180,7 @@ where
         let sync = sync.clone();
         tasks.spawn(async move {
             while let Some(key) = queue.get().await {
+                let started = std::time::Instant::now();
                 match sync(key.clone()).await {
                     Ok(requeue) => {
                         queue.forget(&key);
@@ -160,7 +193,7 @@ where
                         queue.add_rate_limited(key.clone());
                     }
                 }
-                queue.done(&key);
+                queue.done_after(&key, started.elapsed().min(MAX_COOLDOWN));
             }
         });
     }

@@ -34,12 +34,15 @@ use crate::{Error, Result, Shared};
 const BURST_REPLICAS: usize = 500;
 
 type GetFn = dyn Fn(Option<&str>, &str) -> Option<ReplicaSet> + Send + Sync;
+type UidFn = dyn Fn(Option<&str>, &str) -> Option<String> + Send + Sync;
 type ListFn = dyn Fn() -> Vec<ReplicaSet> + Send + Sync;
 
 /// The owners this controller manages, seen as ReplicaSets (a ReplicationController maps onto
 /// one: same status fields, a map selector becomes matchLabels).
 struct Source {
     get: Box<GetFn>,
+    /// The uid of a cached owner, without building its ReplicaSet view (called per pod event).
+    uid: Box<UidFn>,
     list: Box<ListFn>,
     resource: ApiResource,
 }
@@ -134,9 +137,10 @@ where
         + 'static,
 {
     let queue = WorkQueue::new();
-    let (getter, lister) = (informer.clone(), informer.clone());
+    let (getter, lister, uids) = (informer.clone(), informer.clone(), informer.clone());
     let source = Source {
         get: Box::new(move |ns, n| getter.get(ns, n).map(|o| view(&o))),
+        uid: Box::new(move |ns, n| uids.get(ns, n).and_then(|o| o.meta().uid.clone())),
         list: Box::new(move || lister.store().state().iter().map(|o| view(o)).collect()),
         resource: ApiResource::erase::<K>(&()),
     };
@@ -177,8 +181,11 @@ impl Controller {
             return None;
         }
         let ns = pod.metadata.namespace.as_deref();
-        let rs = (self.source.get)(ns, &r.name)?;
-        (rs.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&rs))
+        let uid = (self.source.uid)(ns, &r.name)?;
+        (uid == r.uid).then(|| match ns {
+            Some(ns) => format!("{ns}/{}", r.name),
+            None => r.name.clone(),
+        })
     }
 
     fn matching_sets(&self, pod: &Pod) -> Vec<String> {
@@ -260,7 +267,11 @@ impl Controller {
         };
         let ns = ns.unwrap_or_default();
         let owned = self.claim_pods(&rs, ns).await?;
-        let active: Vec<&Pod> = owned.iter().filter(|p| pod_is_active(p)).collect();
+        let active: Vec<&Pod> = owned
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|p| pod_is_active(p))
+            .collect();
         let mut manage_err = None;
         if self.expectations.satisfied(key) && rs.metadata.deletion_timestamp.is_none() {
             if let Err(err) = self.manage_replicas(&rs, &active, key, ns).await {
@@ -289,25 +300,28 @@ impl Controller {
     }
 
     /// Pods this ReplicaSet owns after adopting matching orphans and releasing non-matching pods.
-    async fn claim_pods(&self, rs: &ReplicaSet, ns: &str) -> Result<Vec<Pod>> {
+    /// Cached pods are shared, not copied: at 10,000 replicas a copy per sync would dominate.
+    async fn claim_pods(&self, rs: &ReplicaSet, ns: &str) -> Result<Vec<Arc<Pod>>> {
         let uid = rs.metadata.uid.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let deleting = rs.metadata.deletion_timestamp.is_some();
         let mut owned = Vec::new();
+        let no_labels = std::collections::BTreeMap::new();
         let pods = self
             .pods
             .store()
             .state_filter(|p| p.metadata.namespace.as_deref() == Some(ns));
         for pod in pods {
-            let matches = rs
-                .spec
-                .as_ref()
-                .is_some_and(|s| selector_matches(&s.selector, &labels_of(&pod.metadata)));
-            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            let matches = rs.spec.as_ref().is_some_and(|s| {
+                selector_matches(
+                    &s.selector,
+                    pod.metadata.labels.as_ref().unwrap_or(&no_labels),
+                )
+            });
             match controller_ref(&pod.metadata) {
                 Some(r) if r.uid == uid => {
                     if matches {
-                        owned.push(pod.as_ref().clone());
+                        owned.push(pod.clone());
                     } else if !deleting {
                         release(&api, &pod, &uid).await?;
                     }
@@ -315,6 +329,7 @@ impl Controller {
                 Some(_) => {}
                 None => {
                     if matches && !deleting && pod.metadata.deletion_timestamp.is_none() {
+                        let pod_name = pod.metadata.name.clone().unwrap_or_default();
                         let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
                         refs.push(self.owner_ref(rs));
                         let patch = json!({"metadata": {
@@ -325,7 +340,7 @@ impl Controller {
                             .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&patch))
                             .await
                         {
-                            Ok(p) => owned.push(p),
+                            Ok(p) => owned.push(Arc::new(p)),
                             Err(kube::Error::Api(s)) if s.code == 404 => {}
                             Err(err) => return Err(err.into()),
                         }
@@ -570,8 +585,10 @@ fn calculate_status(
         i32::try_from(active.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
     let fully_labeled = count(&|p: &Pod| {
-        let l = labels_of(&p.metadata);
-        template_labels.iter().all(|(k, v)| l.get(k) == Some(v))
+        let l = p.metadata.labels.as_ref();
+        template_labels
+            .iter()
+            .all(|(k, v)| l.and_then(|l| l.get(k)) == Some(v))
     });
     let mut conditions: Vec<ReplicaSetCondition> = rs
         .status

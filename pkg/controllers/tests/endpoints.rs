@@ -183,3 +183,72 @@ async fn headless_publish_not_ready() -> anyhow::Result<()> {
         .contains_key("service.kubernetes.io/headless")));
     Ok(())
 }
+
+#[tokio::test]
+async fn slices_hold_at_most_100_endpoints_each() -> anyhow::Result<()> {
+    let h = start(only(&["endpointslice"]), AgentOptions::default()).await?;
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(h.client.clone(), "default");
+    let svc: Service = obj(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "many"},
+        "spec": {"selector": {"app": "ep"}, "ports": [{"port": 80}]}
+    }));
+    svcs.create(&PostParams::default(), &svc).await?;
+    let n = 250;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(25) {
+        let creates = chunk.iter().map(|i| {
+            let pods = pods.clone();
+            async move {
+                pods.create(&PostParams::default(), &pod(&format!("p{i}"), 80))
+                    .await
+            }
+        });
+        for r in futures::future::join_all(creates).await {
+            r?;
+        }
+    }
+    let lp = ListParams::default().labels("kubernetes.io/service-name=many");
+    // (slice sizes, ready endpoint names) once every pod is in, ready, exactly once.
+    let settled = |want: usize| {
+        let (slices, lp) = (slices.clone(), lp.clone());
+        async move {
+            let list = slices.list(&lp).await?.items;
+            let sizes: Vec<usize> = list.iter().map(|s| s.endpoints.len()).collect();
+            let mut names: Vec<String> = list
+                .iter()
+                .flat_map(|s| &s.endpoints)
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .filter_map(|e| e.target_ref.as_ref().and_then(|t| t.name.clone()))
+                .collect();
+            names.sort();
+            names.dedup();
+            let total: usize = sizes.iter().sum();
+            anyhow::Ok((total == want && names.len() == want).then_some(sizes))
+        }
+    };
+    let sizes = wait_for("250 ready endpoints", T, || settled(n)).await?;
+    assert!(sizes.iter().all(|s| *s <= 100), "{sizes:?}");
+    assert!(sizes.len() >= 3, "{sizes:?}");
+
+    // A deleted pod leaves exactly one slice; the others keep their resourceVersion.
+    let before: Vec<_> = slices
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .map(|s| (s.metadata.name, s.metadata.resource_version))
+        .collect();
+    pods.delete("p7", &DeleteParams::default()).await?;
+    wait_for("249 endpoints", T, || settled(n - 1)).await?;
+    let after = slices.list(&lp).await?.items;
+    let rewritten = after
+        .iter()
+        .filter(|s| {
+            !before.contains(&(s.metadata.name.clone(), s.metadata.resource_version.clone()))
+        })
+        .count();
+    assert_eq!(rewritten, 1);
+    Ok(())
+}
