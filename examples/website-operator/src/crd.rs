@@ -98,10 +98,7 @@ pub struct Condition {
 impl Website {
     /// The image to run.
     pub fn image(&self) -> &str {
-        self.spec
-            .image
-            .as_deref()
-            .unwrap_or("kubelite/busybox:v1")
+        self.spec.image.as_deref().unwrap_or("kubelite/busybox:v1")
     }
 
     /// The condition of `type_`, if reported.

@@ -129,7 +129,8 @@ mod tests {
     async fn marks_only_acknowledged_writes_under_the_prefix() {
         let dir = tempfile::tempdir().expect("test");
         let inner: Arc<dyn Storage> = Arc::new(
-            kubelite_storage_embedded::EmbeddedStore::open(dir.path(), Default::default()).expect("test"),
+            kubelite_storage_embedded::EmbeddedStore::open(dir.path(), Default::default())
+                .expect("test"),
         );
         let marks = WriteMarks::new(inner, &["/ns/".to_string()]);
         assert_eq!(marks.mark("/ns/"), Some(0));

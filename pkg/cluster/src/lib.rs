@@ -528,7 +528,7 @@ fn print_summary(config: &UpConfig, url: &str, storage: &StorageConfig, dns: &st
     println!("Try:");
     println!("  export KUBECONFIG={kc}");
     println!("  kubectl get namespaces");
-    println!("  kubectl create deployment web --image=kubelite/busybox -- sleep 3600");
+    println!("  kubectl create deployment web --image=kubelite/busybox:v1 -- sleep 3600");
     println!("  kubectl get pods -o wide");
     println!();
     println!("  kubectl apply -f manifests/examples/friendlyhello.yaml");

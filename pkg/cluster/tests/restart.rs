@@ -86,7 +86,7 @@ async fn restart_on_the_same_data_dir_adopts_the_running_pod() -> Result<()> {
             "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "main",
-                "image": "kubelite/busybox",
+                "image": "kubelite/busybox:v1",
                 "imagePullPolicy": "Never",
                 "command": ["sleep", "3600"],
             }],

@@ -99,7 +99,7 @@ spec:
       nodeSelector: {{kubernetes.io/hostname: {node}}}
       containers:
       - name: httpd
-        image: kubelite/busybox:latest
+        image: kubelite/busybox:v1
         command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe:
@@ -121,7 +121,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: sh
-    image: kubelite/busybox:latest
+    image: kubelite/busybox:v1
     command: ["sleep", "3600"]
 "#
     )

@@ -50,7 +50,7 @@ pub const LABEL_ATTEMPT: &str = "kubelite.io/attempt";
 /// The [`LABEL_CONTAINER`] value of the sandbox.
 pub const SANDBOX: &str = "POD";
 /// The default pause image, built by `hack/images`.
-pub const PAUSE_IMAGE: &str = "kubelite/pause:latest";
+pub const PAUSE_IMAGE: &str = "kubelite/pause:v1";
 
 /// Errors that stop the kubelet.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,7 @@ async fn static_pod_runs_with_a_mirror_and_stops_when_its_file_goes() -> Result<
     let file = manifests.path().join("web.yaml");
     std::fs::write(
         &file,
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    tier: static\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kubelite/busybox:latest\n    command: [sleep, '3600']\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    tier: static\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kubelite/busybox:v1\n    command: [sleep, '3600']\n",
     )?;
     // Not a manifest: ignored.
     std::fs::write(manifests.path().join("README.txt"), "not a pod")?;

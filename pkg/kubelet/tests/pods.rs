@@ -270,7 +270,7 @@ fn busybox(name: &str, policy: &str, script: &str) -> serde_json::Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"restartPolicy": policy, "terminationGracePeriodSeconds": 2, "containers": [{
-            "name": "main", "image": "kubelite/busybox:latest", "command": ["sh", "-c", script],
+            "name": "main", "image": "kubelite/busybox:v1", "command": ["sh", "-c", script],
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
         }]}
     })
@@ -353,9 +353,9 @@ async fn pod_runs_with_ip_shares_localhost_and_logs() -> Result<()> {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "duo", "namespace": "default"},
         "spec": {"terminationGracePeriodSeconds": 2, "containers": [
-            {"name": "server", "image": "kubelite/busybox:latest",
+            {"name": "server", "image": "kubelite/busybox:v1",
              "command": ["sh", "-c", "while true; do echo hello-from-server | nc -l -p 8080; done"]},
-            {"name": "client", "image": "kubelite/busybox:latest",
+            {"name": "client", "image": "kubelite/busybox:v1",
              "command": ["sh", "-c", "echo name=$POD_NAME host=$(hostname); while true; do nc 127.0.0.1 8080 </dev/null && sleep 1000; sleep 1; done"],
              "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}
         ]}
@@ -474,7 +474,7 @@ async fn missing_image_configmap_env_and_force_delete() -> Result<()> {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "cmenv", "namespace": "default"},
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
-            "name": "main", "image": "kubelite/busybox:latest",
+            "name": "main", "image": "kubelite/busybox:v1",
             "command": ["sh", "-c", "echo greeting=$GREETING ip=$MY_IP; sleep 1000"],
             "env": [
                 {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
@@ -637,7 +637,7 @@ async fn exec_readiness_probe_gates_ready() -> Result<()> {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "probed", "namespace": "default"},
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
-            "name": "main", "image": "kubelite/busybox:latest", "command": ["sleep", "1000"],
+            "name": "main", "image": "kubelite/busybox:v1", "command": ["sleep", "1000"],
             "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
         }]}
     }))

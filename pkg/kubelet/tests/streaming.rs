@@ -150,7 +150,7 @@ impl Harness {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"nodeName": self.node, "terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "main", "image": "kubelite/busybox:latest",
+                "name": "main", "image": "kubelite/busybox:v1",
                 "command": ["sh", "-c", script],
             }]}
         }))?;
@@ -462,7 +462,7 @@ async fn attach_stdin_reaches_the_main_process() -> Result<()> {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "reader", "namespace": "default"},
         "spec": {"nodeName": h.node, "terminationGracePeriodSeconds": 1, "containers": [{
-            "name": "main", "image": "kubelite/busybox:latest", "command": ["cat"],
+            "name": "main", "image": "kubelite/busybox:v1", "command": ["cat"],
             "stdin": true,
         }]}
     }))?;

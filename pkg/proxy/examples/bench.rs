@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         &name,
         "--network",
         &guard.network,
-        "kubelite/busybox:latest",
+        "kubelite/busybox:v1",
         "sh",
         "-c",
         "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www",

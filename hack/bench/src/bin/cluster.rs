@@ -210,7 +210,7 @@ impl Cluster {
                         "terminationGracePeriodSeconds": 1,
                         "containers": [{
                             "name": "pause",
-                            "image": "kubelite/pause",
+                            "image": "kubelite/pause:v1",
                             "imagePullPolicy": "Never",
                         }],
                     },

@@ -63,8 +63,8 @@ enum Child_ {
     },
 }
 
-const PAUSE: &str = "kubelite/pause:latest";
-const BUSYBOX: &str = "kubelite/busybox:latest";
+const PAUSE: &str = "kubelite/pause:v1";
+const BUSYBOX: &str = "kubelite/busybox:v1";
 
 /// Removes every container labelled with one of these node names, and the network, on drop.
 struct Cleanup {

@@ -343,7 +343,7 @@ pub fn main_status(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatu
         .cloned()
 }
 
-pub const BUSYBOX: &str = "kubelite/busybox:latest";
+pub const BUSYBOX: &str = "kubelite/busybox:v1";
 
 /// Where Debian's `docker-registry` package puts the registry binary.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";

@@ -103,7 +103,7 @@ impl Backends {
                     &host,
                     "--network",
                     &me.network,
-                    "kubelite/busybox:latest",
+                    "kubelite/busybox:v1",
                     "sh",
                     "-c",
                     "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www",
