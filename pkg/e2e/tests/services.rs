@@ -318,6 +318,34 @@ async fn pods_reach_services_across_namespaces_by_name_and_cluster_ip() -> Resul
         "only {seen:?} answered through {cluster_ip}"
     );
 
+    // Hairpin: a web pod reaching its own Service's ClusterIP can be sent back to itself
+    // (the bridge port in hairpin mode plus the proxy's masquerade make that work).
+    let me = &backends[0];
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80");
+    let mut answered = Vec::new();
+    for _ in 0..40 {
+        let out = k
+            .run(&["-n", "b", "exec", me, "--", "sh", "-c", &script])
+            .await?;
+        ensure!(out.success(), "GET {cluster_ip} from {me}: {}", out.stderr);
+        let host = out
+            .stdout
+            .rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if &host == me {
+            answered.clear();
+            break;
+        }
+        answered.push(host);
+    }
+    ensure!(
+        answered.is_empty(),
+        "{me} never reached itself through {cluster_ip}; answers: {answered:?}"
+    );
+
     // Scaled to zero: the Service keeps its ClusterIP but has no endpoints, and a connection
     // from the pod is refused at once (REJECT), not left to time out (nc -w 10).
     k.ok(&["-n", "b", "scale", "deployment/web", "--replicas=0"])
