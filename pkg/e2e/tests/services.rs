@@ -110,6 +110,7 @@ apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: b}}
 spec:
+  type: NodePort
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: http}}]
 ---
@@ -137,16 +138,13 @@ async fn in_client(k: &Kubectl, script: &str) -> Result<(bool, String, Duration)
     Ok((out.success(), format!("{}{}", out.stdout, out.stderr), took))
 }
 
-/// An HTTP/1.0 GET of `host:port` from the client pod with `nc`: a name goes through the
-/// pod's resolver (search path, ndots) like any program's would. (The image's busybox-static
-/// `wget` segfaults, with a name or an IP, so `nc` speaks HTTP instead.)
+/// `wget http://host:port/` from the client pod, as a user would: a name goes through the
+/// pod's resolver (search path, ndots) like any program's would. Bounded by busybox
+/// `timeout`, not `wget -T`, which segfaults in Debian's busybox-static.
 async fn get(k: &Kubectl, host: &str, port: u16) -> Result<String> {
-    let (ok, out, _) = in_client(
-        k,
-        &format!("printf 'GET / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 5 {host} {port}"),
-    )
-    .await?;
-    ensure!(ok, "GET {host}:{port} from the pod failed: {out}");
+    let (ok, out, _) =
+        in_client(k, &format!("timeout 10 wget -q -O- http://{host}:{port}/")).await?;
+    ensure!(ok, "wget http://{host}:{port}/ from the pod failed: {out}");
     Ok(out)
 }
 
@@ -318,23 +316,53 @@ async fn pods_reach_services_across_namespaces_by_name_and_cluster_ip() -> Resul
         "only {seen:?} answered through {cluster_ip}"
     );
 
+    // NodePort from the pod, to the node's address on the pod network (the bridge gateway:
+    // this dev node's InternalIP is 127.0.0.1, which inside a pod is the pod itself).
+    let node_port = k
+        .ok(&[
+            "-n",
+            "b",
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .await?;
+    let node_ip = kubelite_cluster::nth_address(&format!("10.214.{third}.0/24"), 1)
+        .context("pod network gateway")?
+        .to_string();
+    let port: u16 = node_port.trim().parse().context("web's nodePort")?;
+    let out = get(&k, &node_ip, port).await?;
+    ensure!(
+        backends.iter().any(|b| out.trim() == b),
+        "wget {node_ip}:{port} from the pod: {out}"
+    );
+
     // Hairpin: a web pod reaching its own Service's ClusterIP can be sent back to itself
     // (the bridge port in hairpin mode plus the proxy's masquerade make that work).
     let me = &backends[0];
-    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80");
+    let in_me = |url: String| {
+        let k = &k;
+        async move {
+            let script = format!("timeout 10 wget -q -O- {url}");
+            k.run(&["-n", "b", "exec", me, "--", "sh", "-c", &script])
+                .await
+        }
+    };
+    // Same namespace, short name: `wget http://web` from a pod in b.
+    let out = in_me("http://web/".to_string()).await?;
+    ensure!(
+        out.success() && backends.iter().any(|b| out.stdout.trim() == b),
+        "wget http://web from {me}: {} {}",
+        out.stdout,
+        out.stderr
+    );
     let mut answered = Vec::new();
     for _ in 0..40 {
-        let out = k
-            .run(&["-n", "b", "exec", me, "--", "sh", "-c", &script])
-            .await?;
+        let out = in_me(format!("http://{cluster_ip}/")).await?;
         ensure!(out.success(), "GET {cluster_ip} from {me}: {}", out.stderr);
-        let host = out
-            .stdout
-            .rsplit("\r\n\r\n")
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let host = out.stdout.trim().to_string();
         if &host == me {
             answered.clear();
             break;
