@@ -42,7 +42,13 @@ pub async fn start(config: Config, agent: AgentOptions) -> anyhow::Result<Harnes
         )
         .with_test_writer()
         .try_init();
-    let server = TestServer::start().await?;
+    // With the namespace controller running, the server leaves namespace content to it (as
+    // `kubelite up` does); otherwise both would finalize and race.
+    let namespaces_here = config.enabled("namespace");
+    let server = TestServer::start_embedded_configured(|c| {
+        c.namespace_content_deletion = !namespaces_here;
+    })
+    .await?;
     let client = server.client();
     let agent = FakeNodeAgent::start(client.clone(), &["node-1", "node-2"], agent).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
