@@ -1,5 +1,6 @@
 //! Helpers shared by the dev-cluster tests: unique names per run, a cleanup guard, kubectl,
-//! polling with a deadline, and the leak check that follows `kubelite down`.
+//! polling with a deadline, the leak check that follows `kubelite down`, and the examples suite
+//! (`run_examples`) that `up.rs` and `local_up.rs` both run.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -218,6 +219,8 @@ pub fn build_images() -> Result<()> {
 
 pub struct Kubectl {
     pub kubeconfig: PathBuf,
+    /// The context to use in it (`kubelite` for `up`, `local-up` for hack/local-up).
+    pub context: String,
 }
 
 impl Kubectl {
@@ -226,7 +229,7 @@ impl Kubectl {
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--context")
-            .arg("kubelite")
+            .arg(&self.context)
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -302,4 +305,181 @@ pub async fn http_get(url: &str) -> Result<String> {
     let resp = client.get(url).send().await?;
     ensure!(resp.status().is_success(), "{url}: {}", resp.status());
     Ok(resp.text().await?)
+}
+
+/// The examples as a user drives them, against any cluster whose kubeconfig `k` names and whose
+/// real node is `node`: kube-dns on `dns_ip`, friendlyhello (web + redis) through a NodePort, by
+/// Service name between pods and through `kubectl port-forward`, logs, exec, self-healing,
+/// scaling, a Job and namespace deletion. `kubelite up` and `hack/local-up` both run it.
+pub async fn run_examples(k: &Kubectl, node: &str, dns_ip: &str) -> Result<()> {
+    let svc = k
+        .ok(&[
+            "-n",
+            "kube-system",
+            "get",
+            "svc",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .await?;
+    ensure!(svc == dns_ip, "kube-dns ClusterIP {svc}, want {dns_ip}");
+
+    // friendlyhello: web + redis, with a NodePort of our own, pinned to the real node (the
+    // hollow one runs nothing).
+    let node_port = 30000 + rand::random::<u16>() % 2700;
+    let yaml = std::fs::read_to_string(root().join("manifests/examples/friendlyhello.yaml"))?
+        .replace("nodePort: 30080", &format!("nodePort: {node_port}"))
+        .replace(
+            "      containers:\n",
+            &format!("      nodeSelector: {{kubernetes.io/hostname: {node}}}\n      containers:\n"),
+        );
+    k.apply(&yaml).await?;
+    k.ok(&["rollout", "status", "deployment/redis", "--timeout=120s"])
+        .await?;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=120s"])
+        .await?;
+
+    // Through the NodePort on 127.0.0.1: proxy to a web pod, which reaches redis by name
+    // (cluster DNS → ClusterIP → proxy).
+    let url = format!("http://127.0.0.1:{node_port}/");
+    wait_until(
+        "a counted visit through the NodePort",
+        Duration::from_secs(90),
+        || {
+            let url = url.clone();
+            async move {
+                let body = http_get(&url).await?;
+                Ok(body.contains("Hello kubelite!")
+                    && body.contains("<b>Visits:</b> ")
+                    && !body.contains("cannot connect"))
+            }
+        },
+    )
+    .await?;
+    let first = http_get(&url).await?;
+    let second = http_get(&url).await?;
+    let visits =
+        |b: &str| -> Option<u64> { b.rsplit("<b>Visits:</b> ").next()?.trim().parse().ok() };
+    ensure!(visits(&second) > visits(&first), "{first} / {second}");
+
+    // kubectl port-forward to the deployment.
+    let mut pf = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .args([
+            "--context",
+            &k.context,
+            "port-forward",
+            "deployment/web",
+            ":80",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = pf.stdout.take().context("port-forward stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("port-forward did not start")??
+        .context("port-forward exited")?;
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .context(line.clone())?;
+    let body = http_get(&format!("http://127.0.0.1:{port}/")).await?;
+    ensure!(body.contains("Hello kubelite!"), "{body}");
+    let _ = pf.kill().await;
+
+    // logs and exec.
+    let logs = k.ok(&["logs", "deployment/redis"]).await?;
+    ensure!(logs.contains("Ready to accept connections"), "{logs}");
+    let out = k
+        .ok(&[
+            "exec",
+            "deployment/web",
+            "--",
+            "nslookup",
+            "redis.default.svc.cluster.local",
+        ])
+        .await?;
+    ensure!(out.contains("10.9") || out.contains("10.1"), "{out}");
+
+    // Self-healing: a deleted pod is replaced; scaling down.
+    let pods = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ])
+        .await?;
+    k.ok(&["delete", "pod", &pods, "--wait=false"]).await?;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=120s"])
+        .await?;
+    wait_until(
+        "3 ready web pods again",
+        Duration::from_secs(60),
+        || async {
+            let r = k
+                .ok(&[
+                    "get",
+                    "deployment",
+                    "web",
+                    "-o",
+                    "jsonpath={.status.readyReplicas}",
+                ])
+                .await?;
+            Ok(r == "3")
+        },
+    )
+    .await?;
+    k.ok(&["scale", "deployment/web", "--replicas=1"]).await?;
+    wait_until("1 web pod", Duration::from_secs(60), || async {
+        let r = k
+            .ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .await?;
+        Ok(r.lines().count() == 1)
+    })
+    .await?;
+
+    // A Job runs to completion.
+    let job = std::fs::read_to_string(root().join("manifests/examples/job.yaml"))?.replace(
+        "      restartPolicy: Never\n",
+        &format!(
+            "      restartPolicy: Never\n      nodeSelector: {{kubernetes.io/hostname: {node}}}\n"
+        ),
+    );
+    k.apply(&job).await?;
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/countdown",
+        "--timeout=120s",
+    ])
+    .await?;
+    let logs = k.ok(&["logs", "job/countdown"]).await?;
+    ensure!(logs.contains("liftoff"), "{logs}");
+
+    // Deleting a namespace deletes what is in it.
+    k.ok(&["create", "namespace", "scratch"]).await?;
+    k.ok(&[
+        "-n",
+        "scratch",
+        "create",
+        "configmap",
+        "c",
+        "--from-literal=a=b",
+    ])
+    .await?;
+    k.ok(&["delete", "namespace", "scratch", "--timeout=60s"])
+        .await?;
+    let (exists, _, _) = k.run(&["get", "namespace", "scratch"], None).await?;
+    ensure!(!exists, "namespace scratch still there");
+
+    Ok(())
 }
