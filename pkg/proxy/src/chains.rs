@@ -179,7 +179,16 @@ impl Existing {
 /// The `iptables-restore --noflush` input that deletes every jump and chain in `existing`
 /// (empty when there is nothing to remove).
 pub fn cleanup_batch(existing: &Existing) -> String {
-    let mut out = String::new();
+    cleanup_batches(existing).concat()
+}
+
+/// [`cleanup_batch`] as two `iptables-restore` transactions: first flush every chain and drop
+/// the jumps into them, then delete the chains. With thousands of chains, iptables-nft refuses
+/// (EBUSY) to delete chains in the same transaction that flushes the rules referencing them.
+/// Empty when there is nothing to remove.
+pub fn cleanup_batches(existing: &Existing) -> Vec<String> {
+    let mut flush = String::new();
+    let mut delete = String::new();
     for (table, chains) in [("nat", &existing.nat), ("filter", &existing.filter)] {
         let jumps: Vec<&String> = existing
             .jumps
@@ -190,20 +199,27 @@ pub fn cleanup_batch(existing: &Existing) -> String {
         if chains.is_empty() && jumps.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "*{table}");
+        let _ = writeln!(flush, "*{table}");
         // Declaring a chain flushes it, so no rule references another when it is deleted.
         for c in chains {
-            let _ = writeln!(out, ":{c} - [0:0]");
+            let _ = writeln!(flush, ":{c} - [0:0]");
         }
         for line in jumps {
-            let _ = writeln!(out, "-D {}", line.trim_start_matches("-A "));
+            let _ = writeln!(flush, "-D {}", line.trim_start_matches("-A "));
         }
-        for c in chains {
-            let _ = writeln!(out, "-X {c}");
+        flush.push_str("COMMIT\n");
+        if !chains.is_empty() {
+            let _ = writeln!(delete, "*{table}");
+            for c in chains {
+                let _ = writeln!(delete, "-X {c}");
+            }
+            delete.push_str("COMMIT\n");
         }
-        out.push_str("COMMIT\n");
     }
-    out
+    [flush, delete]
+        .into_iter()
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -255,11 +271,17 @@ COMMIT
         assert!(e.has_jump("nat", "OUTPUT", "KL-SERVICES"));
         assert!(!e.has_jump("nat", "PREROUTING", "KL-SERVICES"));
         assert_eq!(
-            cleanup_batch(&e),
-            "*nat\n:KL-SERVICES - [0:0]\n:KL-SVC-ABCDEF - [0:0]\n\
-             -D OUTPUT -m comment --comment \"kubelite service portals\" -j KL-SERVICES\n\
-             -X KL-SERVICES\n-X KL-SVC-ABCDEF\nCOMMIT\n"
+            cleanup_batches(&e),
+            vec![
+                "*nat\n:KL-SERVICES - [0:0]\n:KL-SVC-ABCDEF - [0:0]\n\
+                 -D OUTPUT -m comment --comment \"kubelite service portals\" -j KL-SERVICES\n\
+                 COMMIT\n"
+                    .to_string(),
+                "*nat\n-X KL-SERVICES\n-X KL-SVC-ABCDEF\nCOMMIT\n".to_string(),
+            ]
         );
+        assert_eq!(cleanup_batch(&e), cleanup_batches(&e).concat());
+        assert!(cleanup_batches(&Existing::default()).is_empty());
         assert_eq!(cleanup_batch(&Existing::default()), "");
 
         // The same chains and jumps compare equal whatever the jump's matches look like.

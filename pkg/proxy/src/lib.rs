@@ -175,8 +175,7 @@ pub async fn cleanup(config: &Config) -> Result<()> {
 pub async fn cleanup_with(host: &dyn Host, config: &Config) -> Result<()> {
     let save = host.iptables_save().await?;
     let existing = chains::Existing::parse(&save, &config.chain_prefix);
-    let batch = chains::cleanup_batch(&existing);
-    if !batch.is_empty() {
+    for batch in chains::cleanup_batches(&existing) {
         host.iptables_restore(&batch).await?;
     }
     info!(

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::PostParams;
 use kube::Api;
-use kubelite_proxy::chains::{cleanup_batch, Existing};
+use kubelite_proxy::chains::{cleanup_batches, Existing};
 use kubelite_proxy::Config;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -296,8 +296,7 @@ impl Proxy {
 /// Synchronous removal of everything a config names (the Drop path cannot await).
 pub fn force_cleanup(config: &Config) {
     let existing = Existing::parse(&iptables_save(), &config.chain_prefix);
-    let batch = cleanup_batch(&existing);
-    if !batch.is_empty() {
+    for batch in cleanup_batches(&existing) {
         if let Ok(mut child) = Command::new("iptables-restore")
             .args(["-w", "5", "--noflush"])
             .stdin(Stdio::piped())
