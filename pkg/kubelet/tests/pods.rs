@@ -8,255 +8,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
-use kubelite_apiserver::testing::TestServer;
 use serde_json::json;
-use tokio::sync::oneshot;
 
-fn docker_ok() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Removes every container of the node and the network, even when the test panics.
-struct Cleanup {
-    node: String,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=kubelite.io/node={}", self.node),
-            ])
-            .output();
-        if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f", "-v"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .output();
-    }
-}
-
-struct Harness {
-    server: TestServer,
-    client: kube::Client,
-    node: String,
-    config: kubelite_kubelet::Config,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _cleanup: Cleanup,
-    /// The kubelet's root dir (pod volumes, resolv.conf, hosts).
-    _root: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn start() -> Result<Option<Self>> {
-        if !docker_ok() {
-            eprintln!("SKIP: docker is unreachable");
-            return Ok(None);
-        }
-        let images = concat!(env!("CARGO_MANIFEST_DIR"), "/../../hack/images");
-        let st = Command::new(images)
-            .status()
-            .context("running hack/images")?;
-        if !st.success() {
-            bail!("hack/images failed");
-        }
-        let suffix: u32 = rand::random::<u32>() % 1_000_000;
-        let node = format!("kt-{suffix}");
-        let network = format!("kubelite-test-{suffix}");
-        let cleanup = Cleanup {
-            node: node.clone(),
-            network: network.clone(),
-        };
-        // Pick a free 10.x.y.0/24 subnet; Docker refuses overlapping ones, so retry.
-        let mut subnet = None;
-        for _ in 0..20 {
-            let candidate = format!(
-                "10.{}.{}.0/24",
-                120 + rand::random::<u8>() % 90,
-                rand::random::<u8>()
-            );
-            let ok = Command::new("docker")
-                .args([
-                    "network", "create", "--driver", "bridge", "--subnet", &candidate, &network,
-                ])
-                .output()?
-                .status
-                .success();
-            if ok {
-                subnet = Some(candidate);
-                break;
-            }
-        }
-        let subnet = subnet.context("no free subnet")?;
-        let server = TestServer::start().await?;
-        let client = server.client();
-        let mut config = kubelite_kubelet::Config::new(node.clone());
-        config.listen = "127.0.0.1:0".parse()?;
-        config.pod_network = network;
-        config.pod_subnet = subnet;
-        config.lease_interval = Duration::from_secs(1);
-        let root = tempfile::tempdir()?;
-        config.root_dir = root.path().to_path_buf();
-        let mut h = Harness {
-            server,
-            client,
-            node,
-            config,
-            stop: None,
-            task: None,
-            _cleanup: cleanup,
-            _root: root,
-        };
-        h.start_kubelet();
-        Ok(Some(h))
-    }
-
-    fn start_kubelet(&mut self) {
-        let (tx, rx) = oneshot::channel();
-        let (client, config) = (self.client.clone(), self.config.clone());
-        self.task = Some(tokio::spawn(async move {
-            let r = kubelite_kubelet::run(client, config, async {
-                let _ = rx.await;
-            })
-            .await;
-            if let Err(e) = r {
-                eprintln!("kubelet failed: {e}");
-            }
-        }));
-        self.stop = Some(tx);
-    }
-
-    async fn stop_kubelet(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    /// Creates the pod unscheduled, then binds it to this node through pods/binding.
-    async fn run_pod(&self, pod: serde_json::Value) -> Result<String> {
-        let pod: Pod = serde_json::from_value(pod)?;
-        let name = pod.metadata.name.clone().context("name")?;
-        self.pods().create(&PostParams::default(), &pod).await?;
-        let binding = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
-        });
-        self.pods()
-            .create_subresource::<serde_json::Value, serde_json::Value>(
-                "binding",
-                &name,
-                &PostParams::default(),
-                &binding,
-            )
-            .await?;
-        Ok(name)
-    }
-
-    async fn wait_pod(
-        &self,
-        name: &str,
-        secs: u64,
-        what: &str,
-        f: impl Fn(&Pod) -> bool,
-    ) -> Result<Pod> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let p = self.pods().get_opt(name).await?;
-            if let Some(p) = &p {
-                if f(p) {
-                    return Ok(p.clone());
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "timeout waiting for pod {name} {what}: {}",
-                    serde_json::to_string(&p.map(|p| p.status))?
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    fn containers(&self) -> Vec<String> {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--no-trunc",
-                "--filter",
-                &format!("label=kubelite.io/node={}", self.node),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        let mut v: Vec<String> = out.split_whitespace().map(str::to_string).collect();
-        v.sort();
-        v
-    }
-
-    /// Runs kubectl without blocking the runtime (the in-process kubelet serves its requests).
-    async fn kubectl(&self, args: &[&str]) -> Result<std::process::Output> {
-        self.kubectl_stdin(args, None).await
-    }
-
-    /// Runs kubectl, feeding `stdin` when given.
-    async fn kubectl_stdin(
-        &self,
-        args: &[&str],
-        stdin: Option<&[u8]>,
-    ) -> Result<std::process::Output> {
-        use tokio::io::AsyncWriteExt;
-        let cache = tempfile::tempdir()?;
-        let mut child = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.server.kubeconfig_path())
-            .arg("--cache-dir")
-            .arg(cache.path())
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut pipe = child.stdin.take().context("stdin")?;
-        if let Some(data) = stdin {
-            pipe.write_all(data).await?;
-        }
-        drop(pipe);
-        Ok(
-            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-                .await
-                .context("kubectl timed out")??,
-        )
-    }
-}
+mod common;
+use common::Harness;
 
 fn phase(p: &Pod) -> &str {
     p.status
@@ -278,7 +33,7 @@ fn busybox(name: &str, policy: &str, script: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn node_registers_ready_and_renews_lease() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     let nodes: Api<Node> = Api::all(h.client.clone());
@@ -346,7 +101,7 @@ async fn node_registers_ready_and_renews_lease() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pod_runs_with_ip_shares_localhost_and_logs() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     let pod = json!({
@@ -376,7 +131,9 @@ async fn pod_runs_with_ip_shares_localhost_and_logs() -> Result<()> {
     // The client reached the server over the pod's shared localhost.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let out = h.kubectl(&["logs", "duo", "-c", "client"]).await?;
+        let out = h
+            .kubectl_output(&["logs", "duo", "-c", "client"], None)
+            .await?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if text.contains("hello-from-server") {
             assert!(text.contains("name=duo host=duo"), "{text}");
@@ -392,16 +149,19 @@ async fn pod_runs_with_ip_shares_localhost_and_logs() -> Result<()> {
     }
     // kubectl exec: output, stderr and the exit code travel over the v5 WebSocket protocol.
     let out = h
-        .kubectl(&[
-            "exec",
-            "duo",
-            "-c",
-            "client",
-            "--",
-            "sh",
-            "-c",
-            "echo out-$POD_NAME; echo err >&2; exit 3",
-        ])
+        .kubectl_output(
+            &[
+                "exec",
+                "duo",
+                "-c",
+                "client",
+                "--",
+                "sh",
+                "-c",
+                "echo out-$POD_NAME; echo err >&2; exit 3",
+            ],
+            None,
+        )
         .await?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out-duo\n");
     assert!(
@@ -416,13 +176,13 @@ async fn pod_runs_with_ip_shares_localhost_and_logs() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let ok = h
-        .kubectl(&["exec", "duo", "-c", "server", "--", "hostname"])
+        .kubectl_output(&["exec", "duo", "-c", "server", "--", "hostname"], None)
         .await?;
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "duo\n");
     assert_eq!(ok.status.code(), Some(0));
     // stdin reaches the process and its close ends it.
     let cat = h
-        .kubectl_stdin(
+        .kubectl_output(
             &["exec", "-i", "duo", "-c", "server", "--", "cat"],
             Some(b"piped-input\n"),
         )
@@ -439,7 +199,7 @@ async fn pod_runs_with_ip_shares_localhost_and_logs() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn missing_image_configmap_env_and_force_delete() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -489,7 +249,7 @@ async fn missing_image_configmap_env_and_force_delete() -> Result<()> {
     let ip = p.status.and_then(|s| s.pod_ip).context("podIP")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let out = h.kubectl(&["logs", "cmenv"]).await?;
+        let out = h.kubectl_output(&["logs", "cmenv"], None).await?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if text.contains("greeting=") {
             assert_eq!(text, format!("greeting=hi-from-cm ip={ip}\n"));
@@ -534,7 +294,7 @@ async fn missing_image_configmap_env_and_force_delete() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn never_policy_succeeds_or_fails_and_on_failure_restarts() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     h.run_pod(busybox("ok", "Never", "exit 0")).await?;
@@ -589,7 +349,7 @@ async fn never_policy_succeeds_or_fails_and_on_failure_restarts() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_delete_and_restart_adoption() -> Result<()> {
-    let Some(mut h) = Harness::start().await? else {
+    let Some(mut h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     h.run_pod(busybox(
@@ -630,7 +390,7 @@ async fn graceful_delete_and_restart_adoption() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_readiness_probe_gates_ready() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     h.run_pod(json!({
@@ -657,7 +417,7 @@ async fn exec_readiness_probe_gates_ready() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cond(&h.pods().get("probed").await?, "Ready"), "False");
     let out = h
-        .kubectl(&["exec", "probed", "--", "touch", "/tmp/ready"])
+        .kubectl_output(&["exec", "probed", "--", "touch", "/tmp/ready"], None)
         .await?;
     assert_eq!(
         out.status.code(),
@@ -672,7 +432,7 @@ async fn exec_readiness_probe_gates_ready() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logs_follow_and_tail() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     h.run_pod(busybox(
@@ -684,7 +444,7 @@ async fn logs_follow_and_tail() -> Result<()> {
     h.wait_pod("counter", 60, "Running", |p| phase(p) == "Running")
         .await?;
     // -f streams until the container exits.
-    let out = h.kubectl(&["logs", "-f", "counter"]).await?;
+    let out = h.kubectl_output(&["logs", "-f", "counter"], None).await?;
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "line1\nline2\nline3\n",
@@ -693,10 +453,12 @@ async fn logs_follow_and_tail() -> Result<()> {
     );
     h.wait_pod("counter", 30, "Succeeded", |p| phase(p) == "Succeeded")
         .await?;
-    let tail = h.kubectl(&["logs", "--tail=1", "counter"]).await?;
+    let tail = h
+        .kubectl_output(&["logs", "--tail=1", "counter"], None)
+        .await?;
     assert_eq!(String::from_utf8_lossy(&tail.stdout), "line3\n");
     let ts = h
-        .kubectl(&["logs", "--timestamps", "--tail=1", "counter"])
+        .kubectl_output(&["logs", "--timestamps", "--tail=1", "counter"], None)
         .await?;
     let line = String::from_utf8_lossy(&ts.stdout).to_string();
     assert!(

@@ -150,9 +150,15 @@ impl Harness {
             task: None,
             _cleanup: cleanup,
         };
+        h.start_kubelet();
+        Ok(Some(h))
+    }
+
+    /// (Re)starts the kubelet task with `config`.
+    pub fn start_kubelet(&mut self) {
         let (tx, rx) = oneshot::channel();
-        let (client, config) = (h.client.clone(), h.config.clone());
-        h.task = Some(tokio::spawn(async move {
+        let (client, config) = (self.client.clone(), self.config.clone());
+        self.task = Some(tokio::spawn(async move {
             let r = kubelite_kubelet::run(client, config, async {
                 let _ = rx.await;
             })
@@ -161,8 +167,7 @@ impl Harness {
                 eprintln!("kubelet failed: {e}");
             }
         }));
-        h.stop = Some(tx);
-        Ok(Some(h))
+        self.stop = Some(tx);
     }
 
     /// Stops the kubelet (containers stay for the Drop cleanup).
@@ -272,14 +277,49 @@ impl Harness {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Container ids of this node (any state).
+    /// Container ids of this node (any state), sorted.
     pub fn containers(&self) -> Vec<String> {
-        docker_lines(&[
+        let mut ids = docker_lines(&[
             "ps",
             "-aq",
+            "--no-trunc",
             "--filter",
             &format!("label=kubelite.io/node={}", self.node),
-        ])
+        ]);
+        ids.sort();
+        ids
+    }
+
+    /// Runs kubectl against the test apiserver without blocking the runtime (the in-process
+    /// kubelet serves its requests), feeding `stdin` when given; the whole output.
+    pub async fn kubectl_output(
+        &self,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<std::process::Output> {
+        use tokio::io::AsyncWriteExt;
+        let cache = tempfile::tempdir()?;
+        let mut child = tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.server.kubeconfig_path())
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut pipe = child.stdin.take().context("stdin")?;
+        if let Some(data) = stdin {
+            pipe.write_all(data).await?;
+        }
+        drop(pipe);
+        Ok(
+            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+                .await
+                .context("kubectl timed out")??,
+        )
     }
 
     /// Events about the pod with this reason.
@@ -296,22 +336,9 @@ impl Harness {
             .collect())
     }
 
-    /// Runs kubectl against the test apiserver.
+    /// Runs kubectl against the test apiserver; its stdout.
     pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let cache = tempfile::tempdir()?;
-        let out = tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::process::Command::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(self.server.kubeconfig_path())
-                .arg("--cache-dir")
-                .arg(cache.path())
-                .args(args)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .context("kubectl timed out")??;
+        let out = self.kubectl_output(args, None).await?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
