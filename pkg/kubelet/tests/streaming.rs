@@ -2,210 +2,71 @@
 //! `attach` (and kube-rs port-forward) through a real apiserver to a real Docker kubelet, over
 //! WebSocket and over the SPDY fallbacks.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::PostParams;
 use kube::Api;
-use kubelite_apiserver::testing::TestServer;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::oneshot;
 
-fn docker_ok() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+mod common;
+use common::Harness;
+
+/// Creates a one-container busybox pod bound to this node and waits until it runs.
+async fn run_busybox(h: &Harness, name: &str, script: &str) -> Result<()> {
+    h.run_pod(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": common::BUSYBOX,
+            "command": ["sh", "-c", script],
+        }]}
+    }))
+    .await?;
+    wait_running(h, name).await
 }
 
-/// Removes every container of the node and the network, even when the test panics.
-struct Cleanup {
-    node: String,
-    network: String,
+/// Waits until pod `name` is Running.
+async fn wait_running(h: &Harness, name: &str) -> Result<()> {
+    h.wait_pod(name, 60, "Running", |p| common::phase(p) == "Running")
+        .await
+        .map(|_| ())
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label=kubelite.io/node={}", self.node);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-        {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f", "-v"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .output();
-    }
+/// A kubectl command against the test server (`env` set on top of ours).
+fn kubectl(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(h.server.kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(h.root.path().join("kubectl-cache"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
-struct Harness {
-    server: TestServer,
-    client: kube::Client,
-    node: String,
-    stop: Option<oneshot::Sender<()>>,
-    cache: tempfile::TempDir,
-    _cleanup: Cleanup,
-    /// The kubelet's root dir (pod volumes, resolv.conf), removed with the harness.
-    _root: tempfile::TempDir,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl Harness {
-    async fn start() -> Result<Option<Self>> {
-        if !docker_ok() {
-            eprintln!("SKIP: docker is unreachable");
-            return Ok(None);
-        }
-        let images = concat!(env!("CARGO_MANIFEST_DIR"), "/../../hack/images");
-        if !Command::new(images).status()?.success() {
-            bail!("hack/images failed");
-        }
-        let suffix: u32 = rand::random::<u32>() % 1_000_000;
-        let node = format!("ks-{suffix}");
-        let network = format!("kubelite-test-{suffix}");
-        let cleanup = Cleanup {
-            node: node.clone(),
-            network: network.clone(),
-        };
-        // Docker refuses overlapping subnets, so try a few random ones.
-        let mut subnet = None;
-        for _ in 0..20 {
-            let candidate = format!(
-                "10.{}.{}.0/24",
-                120 + rand::random::<u8>() % 90,
-                rand::random::<u8>()
-            );
-            let created = Command::new("docker")
-                .args([
-                    "network", "create", "--driver", "bridge", "--subnet", &candidate, &network,
-                ])
-                .output()?
-                .status
-                .success();
-            if created {
-                subnet = Some(candidate);
-                break;
-            }
-        }
-        let subnet = subnet.context("no free subnet")?;
-        let server = TestServer::start().await?;
-        let client = server.client();
-        let root = tempfile::tempdir()?;
-        let mut config = kubelite_kubelet::Config::new(node.clone());
-        config.root_dir = root.path().join("kubelet");
-        config.listen = "127.0.0.1:0".parse()?;
-        config.pod_network = network;
-        config.pod_subnet = subnet;
-        config.lease_interval = Duration::from_secs(1);
-        let (tx, rx) = oneshot::channel();
-        let kubelet_client = client.clone();
-        tokio::spawn(async move {
-            let r = kubelite_kubelet::run(kubelet_client, config, async {
-                let _ = rx.await;
-            })
-            .await;
-            if let Err(e) = r {
-                eprintln!("kubelet failed: {e}");
-            }
-        });
-        Ok(Some(Harness {
-            server,
-            client,
-            node,
-            stop: Some(tx),
-            cache: tempfile::tempdir()?,
-            _cleanup: cleanup,
-            _root: root,
-        }))
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    /// Creates a one-container busybox pod bound to this node and waits until it runs.
-    async fn run_pod(&self, name: &str, script: &str) -> Result<()> {
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"nodeName": self.node, "terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "main", "image": "kubelite/busybox:v1",
-                "command": ["sh", "-c", script],
-            }]}
-        }))?;
-        self.pods().create(&PostParams::default(), &pod).await?;
-        self.wait_running(name).await
-    }
-
-    /// Waits until pod `name` is Running.
-    async fn wait_running(&self, name: &str) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let p = self.pods().get(name).await?;
-            let phase = p.status.as_ref().and_then(|s| s.phase.clone());
-            if phase.as_deref() == Some("Running") {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("pod {name} never ran: {:?}", p.status);
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    /// A kubectl command against the test server (`env` set on top of ours).
-    fn kubectl(&self, args: &[&str], env: &[(&str, &str)]) -> Result<tokio::process::Command> {
-        let mut cmd = tokio::process::Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(self.server.kubeconfig_path())
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        Ok(cmd)
-    }
-
-    /// Runs kubectl to completion with `stdin` as input.
-    async fn kubectl_run(
-        &self,
-        args: &[&str],
-        env: &[(&str, &str)],
-        stdin: &[u8],
-    ) -> Result<std::process::Output> {
-        let mut child = self.kubectl(args, env)?.spawn()?;
-        let mut pipe = child.stdin.take().context("stdin")?;
-        pipe.write_all(stdin).await?;
-        drop(pipe);
-        tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .context("kubectl timed out")?
-            .context("kubectl")
-    }
+/// Runs kubectl to completion with `stdin` as input.
+async fn kubectl_run(
+    h: &Harness,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Result<std::process::Output> {
+    let mut child = kubectl(h, args, env).spawn()?;
+    let mut pipe = child.stdin.take().context("stdin")?;
+    pipe.write_all(stdin).await?;
+    drop(pipe);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .context("kubectl timed out")?
+        .context("kubectl")
 }
 
 /// Starts `kubectl port-forward pod/<pod> :<port>` and returns it with its local port.
@@ -217,9 +78,7 @@ async fn port_forward(
 ) -> Result<(tokio::process::Child, u16)> {
     let target = format!("pod/{pod}");
     let remote = format!(":{port}");
-    let mut child = h
-        .kubectl(&["port-forward", &target, &remote], env)?
-        .spawn()?;
+    let mut child = kubectl(h, &["port-forward", &target, &remote], env).spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let local = tokio::time::timeout(Duration::from_secs(30), async {
@@ -288,10 +147,10 @@ async fn check_forwarding(h: &Harness, env: &[(&str, &str)]) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn port_forward_over_websocket_and_spdy() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
-    h.run_pod("web", HTTPD).await?;
+    run_busybox(&h, "web", HTTPD).await?;
     // kubectl 1.31+ tunnels SPDY through a WebSocket by default...
     check_forwarding(&h, &[])
         .await
@@ -344,25 +203,25 @@ async fn port_forward_over_websocket_and_spdy() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_over_spdy_reports_streams_and_exit_code() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
-    h.run_pod("sh", "exec sleep 3600").await?;
+    run_busybox(&h, "sh", "exec sleep 3600").await?;
     let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
-    let out = h
-        .kubectl_run(
-            &[
-                "exec",
-                "sh",
-                "--",
-                "sh",
-                "-c",
-                "echo to-stdout; echo to-stderr >&2; exit 3",
-            ],
-            &spdy,
-            b"",
-        )
-        .await?;
+    let out = kubectl_run(
+        &h,
+        &[
+            "exec",
+            "sh",
+            "--",
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2; exit 3",
+        ],
+        &spdy,
+        b"",
+    )
+    .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -374,13 +233,13 @@ async fn exec_over_spdy_reports_streams_and_exit_code() -> Result<()> {
     assert!(stderr.contains("to-stderr"), "{stderr}");
 
     // stdin travels on its own stream and its end (FIN) ends `cat`.
-    let out = h
-        .kubectl_run(
-            &["exec", "-i", "sh", "--", "cat"],
-            &spdy,
-            b"line one\nline two\n",
-        )
-        .await?;
+    let out = kubectl_run(
+        &h,
+        &["exec", "-i", "sh", "--", "cat"],
+        &spdy,
+        b"line one\nline two\n",
+    )
+    .await?;
     assert!(
         out.status.success(),
         "{}",
@@ -404,7 +263,7 @@ async fn attach_until(
     input: &[u8],
     want: &str,
 ) -> Result<String> {
-    let mut child = h.kubectl(args, env)?.spawn()?;
+    let mut child = kubectl(h, args, env).spawn()?;
     let mut stdin = child.stdin.take().context("stdin")?;
     stdin.write_all(input).await?;
     let stdout = child.stdout.take().context("stdout")?;
@@ -434,10 +293,11 @@ async fn attach_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attach_streams_the_main_process_output() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
-    h.run_pod(
+    run_busybox(
+        &h,
         "ticker",
         "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.5; done",
     )
@@ -455,7 +315,7 @@ async fn attach_streams_the_main_process_output() -> Result<()> {
 /// Docker's `OpenStdin`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attach_stdin_reaches_the_main_process() -> Result<()> {
-    let Some(h) = Harness::start().await? else {
+    let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
     let pod: Pod = serde_json::from_value(json!({
@@ -467,7 +327,7 @@ async fn attach_stdin_reaches_the_main_process() -> Result<()> {
         }]}
     }))?;
     h.pods().create(&PostParams::default(), &pod).await?;
-    h.wait_running("reader").await?;
+    wait_running(&h, "reader").await?;
     for env in [
         &[][..],
         &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
