@@ -93,6 +93,30 @@ fn select(
     Ok(out)
 }
 
+/// The object `name` in `ns`; `None` when it is missing and `optional`, an error (worded like
+/// upstream's mount failure) when it is missing and required.
+async fn fetch<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    kind: &str,
+    optional: bool,
+) -> Result<Option<K>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| e.to_string())? {
+        Some(obj) => Ok(Some(obj)),
+        None if optional => Ok(None),
+        None => Err(format!("{kind} {name:?} not found")),
+    }
+}
+
 async fn config_map(
     client: &kube::Client,
     ns: &str,
@@ -101,12 +125,9 @@ async fn config_map(
     optional: Option<bool>,
     mode: i32,
 ) -> Result<Vec<File>, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let optional = optional.unwrap_or(false);
-    let cm = match api.get_opt(name).await.map_err(|e| e.to_string())? {
-        Some(cm) => cm,
-        None if optional => return Ok(Vec::new()),
-        None => return Err(format!("configmap {name:?} not found")),
+    let Some(cm) = fetch::<ConfigMap>(client, ns, name, "configmap", optional).await? else {
+        return Ok(Vec::new());
     };
     let mut data: BTreeMap<String, Vec<u8>> = cm
         .data
@@ -131,12 +152,9 @@ async fn secret(
     optional: Option<bool>,
     mode: i32,
 ) -> Result<Vec<File>, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let optional = optional.unwrap_or(false);
-    let s = match api.get_opt(name).await.map_err(|e| e.to_string())? {
-        Some(s) => s,
-        None if optional => return Ok(Vec::new()),
-        None => return Err(format!("secret {name:?} not found")),
+    let Some(s) = fetch::<Secret>(client, ns, name, "secret", optional).await? else {
+        return Ok(Vec::new());
     };
     let mut data: BTreeMap<String, Vec<u8>> = s
         .data
