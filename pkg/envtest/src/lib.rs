@@ -4,9 +4,9 @@
 //! against the real API without a cluster, Docker or a kubelet.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), kubelite_envtest::Error> {
+//! # use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+//! # async fn demo(crd: CustomResourceDefinition) -> Result<(), kubelite_envtest::Error> {
 //! use kubelite_envtest::TestEnv;
-//! # let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition = todo!();
 //! let env = TestEnv::builder().garbage_collector().start().await?;
 //! env.install_crd(&crd).await?; // returns once the CRD is Established and served
 //! let client = env.client();    // a kube::Client, default namespace "default"

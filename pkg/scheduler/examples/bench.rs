@@ -110,6 +110,22 @@ fn pct(v: &[Duration], q: f64) -> f64 {
     v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
+/// Creates `count` bench pods named `<prefix>-<i>`, 64 requests in flight.
+async fn create_named(api: &Api<Pod>, prefix: &str, count: usize) -> anyhow::Result<()> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let mut p = pod(i)?;
+            p.metadata.name = Some(format!("{prefix}-{i}"));
+            api.create(&PostParams::default(), &p)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 fn in_memory(nodes: usize, pods: usize) -> anyhow::Result<()> {
     let mut cache = Cache::default();
     for i in 0..nodes {
@@ -243,20 +259,7 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
     );
     // Baseline on the same apiserver, scheduler stopped: create all, then bind with a plain client.
     let rss2 = proc_mib("VmRSS");
-    futures::stream::iter(0..pods)
-        .map(|i| {
-            let api = pod_api.clone();
-            async move {
-                let mut p = pod(i)?;
-                p.metadata.name = Some(format!("base-{i}"));
-                api.create(&PostParams::default(), &p)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_named(&pod_api, "base", pods).await?;
     let bstart = Instant::now();
     futures::stream::iter(0..pods)
         .map(|i| {
@@ -292,20 +295,7 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
     // The scheduler over a backlog, like-for-like with the bind baseline: the same number of
     // pods exist before a fresh scheduler starts; timed from its start (initial list
     // included) until it has bound them all.
-    futures::stream::iter(0..pods)
-        .map(|i| {
-            let api = pod_api.clone();
-            async move {
-                let mut p = pod(i)?;
-                p.metadata.name = Some(format!("drain-{i}"));
-                api.create(&PostParams::default(), &p)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_named(&pod_api, "drain", pods).await?;
     let drain_metrics = Arc::new(Metrics::default());
     let (drain_stop, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let dstart = Instant::now();
