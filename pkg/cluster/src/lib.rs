@@ -7,6 +7,7 @@
 //! the API server, so no component sees the API vanish under it. Pod containers keep running
 //! across a restart (the kubelet adopts them); `kubelite down` removes them.
 
+pub mod cli;
 pub mod down;
 pub mod kubeconfig;
 
@@ -38,6 +39,8 @@ pub enum Error {
     },
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error("reading the hostname (pass --node-name): {source}")]
+    Hostname { source: std::io::Error },
     #[error("apiserver: {0}")]
     ApiServer(#[from] kubelite_apiserver::ServerError),
     #[error("apiserver did not become ready within {0:?}")]
