@@ -21,6 +21,8 @@ pub const INVOCATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// A kubectl bound to one server, one cache dir and optionally one namespace.
 #[derive(Clone)]
 pub struct Kubectl {
+    // The binary to run: [`KUBECTL`] unless [`Kubectl::with_program`] chose a release.
+    program: PathBuf,
     kubeconfig: PathBuf,
     // Shared by clones so a test's invocations reuse one discovery cache, and removed with the
     // last clone. Per test so that a cache never outlives the server it describes.
@@ -29,6 +31,33 @@ pub struct Kubectl {
     timeout: Duration,
     // Print every invocation and its output (`KUBELITE_E2E_TRACE=1`), for debugging a test.
     trace: bool,
+}
+
+/// The kubectl releases installed beside the dispatcher (`kubectl.1.27` … `kubectl.1.33` in
+/// the directory the `kubectl` on PATH resolves to), as (minor version, path), oldest first.
+pub fn installed_releases() -> Result<Vec<(u32, PathBuf)>> {
+    let path = std::env::var_os("PATH").context("PATH is not set")?;
+    let dispatcher = std::env::split_paths(&path)
+        .map(|dir| dir.join(KUBECTL))
+        .find(|p| p.is_file())
+        .context("no kubectl on PATH")?;
+    let real = std::fs::canonicalize(&dispatcher)
+        .with_context(|| format!("resolving {}", dispatcher.display()))?;
+    let dir = real.parent().context("kubectl has no parent dir")?;
+    let mut releases = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let minor = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("kubectl.1."))
+            .and_then(|m| m.parse::<u32>().ok());
+        if let Some(minor) = minor {
+            releases.push((minor, entry.path()));
+        }
+    }
+    releases.sort();
+    Ok(releases)
 }
 
 /// What one kubectl invocation did.
@@ -85,6 +114,7 @@ impl Kubectl {
             .tempdir()
             .context("creating kubectl cache dir")?;
         Ok(Self {
+            program: PathBuf::from(KUBECTL),
             kubeconfig: kubeconfig.to_path_buf(),
             cache: Arc::new(cache),
             namespace: None,
@@ -101,6 +131,15 @@ impl Kubectl {
         }
     }
 
+    /// The same kubectl settings running another binary (e.g. one release beside the
+    /// dispatcher, see [`installed_releases`]).
+    pub fn with_program(&self, program: &Path) -> Self {
+        Self {
+            program: program.to_path_buf(),
+            ..self.clone()
+        }
+    }
+
     /// The same kubectl with another per-invocation timeout.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         Self {
@@ -110,7 +149,7 @@ impl Kubectl {
     }
 
     fn command(&self, args: &[&str]) -> (Command, String) {
-        let mut cmd = Command::new(KUBECTL);
+        let mut cmd = Command::new(&self.program);
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .arg(format!("--cache-dir={}", self.cache.path().display()));
         if let Some(ns) = &self.namespace {
@@ -120,7 +159,7 @@ impl Kubectl {
             .env_remove("KUBECONFIG")
             .env("HOME", self.cache.path())
             .kill_on_drop(true);
-        let line = format!("kubectl {}", args.join(" "));
+        let line = format!("{} {}", self.program.display(), args.join(" "));
         (cmd, line)
     }
 
