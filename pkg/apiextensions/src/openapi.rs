@@ -1,5 +1,6 @@
-//! The OpenAPI v3 component schemas of one CRD version (what `/openapi/v3/apis/<group>/<version>`
-//! publishes for it, and what `kubectl explain` reads).
+//! The OpenAPI component schemas of one CRD version (what `/openapi/v3/apis/<group>/<version>`
+//! publishes for it, and what `kubectl explain` reads), and their OpenAPI v2 form for
+//! `/openapi/v2` (what kubectl's client-side validation reads).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{json, Map, Value};
@@ -95,6 +96,67 @@ pub fn components(crd: &CustomResourceDefinition, version: &str) -> Map<String, 
     out
 }
 
+/// The OpenAPI v2 form of a published v3 schema (from [`openapi_v3_schema`]), as upstream's
+/// `ToStructuralOpenAPIV2` and the v2 builder make it: kubectl's v2 parser and validator know
+/// nothing of `anyOf`/`oneOf`/`not`/`allOf`, `nullable`, preserved unknown fields, embedded
+/// resources or int-or-string, so those nodes lose their type, properties and items (they
+/// become "any value") rather than make kubectl reject valid objects. A root that preserves
+/// unknown fields becomes a bare object: publishing `apiVersion`/`kind`/`metadata` properties
+/// would make kubectl treat every other field as unknown. `$ref` wrappers (`metadata`) stay.
+pub fn openapi_v2_schema(v3: &Value) -> Value {
+    if v3.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        let mut root = Map::new();
+        root.insert("type".into(), Value::from("object"));
+        for key in ["description", "x-kubernetes-group-version-kind"] {
+            if let Some(v) = v3.get(key) {
+                root.insert(key.into(), v.clone());
+            }
+        }
+        return Value::Object(root);
+    }
+    let mut out = v3.clone();
+    strip_v2_unsupported(&mut out);
+    out
+}
+
+fn strip_v2_unsupported(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    for key in ["oneOf", "anyOf", "not"] {
+        obj.remove(key);
+    }
+    // CRD schemas cannot hold `$ref`s; only the `metadata` wrapper this module adds can.
+    let is_ref_wrapper = obj
+        .get("allOf")
+        .and_then(Value::as_array)
+        .is_some_and(|all| all.iter().all(|s| s.get("$ref").is_some()));
+    if !is_ref_wrapper {
+        obj.remove("allOf");
+    }
+    let flag = |obj: &Map<String, Value>, key: &str| obj.get(key) == Some(&Value::Bool(true));
+    let untyped = flag(obj, "nullable")
+        || flag(obj, "x-kubernetes-preserve-unknown-fields")
+        || flag(obj, "x-kubernetes-embedded-resource");
+    obj.remove("nullable");
+    if untyped {
+        for key in ["type", "items", "properties", "additionalProperties"] {
+            obj.remove(key);
+        }
+    }
+    if flag(obj, "x-kubernetes-int-or-string") {
+        obj.remove("type");
+    }
+    if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
+        props.values_mut().for_each(strip_v2_unsupported);
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(sub) = obj.get_mut(key) {
+            strip_v2_unsupported(sub);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +210,51 @@ mod tests {
             "#/components/schemas/com.example.stable.v1.CronTab"
         );
         assert!(components(&crd(), "v2").is_empty());
+    }
+
+    #[test]
+    fn v2_schema_untypes_what_kubectl_cannot_validate() {
+        let crd: CustomResourceDefinition = serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "things.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {"spec": {"type": "object", "properties": {
+                        "port": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                                 "properties": {"a": {"type": "string"}}},
+                        "maybe": {"type": "string", "nullable": true},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    }}}
+                }}}]}
+        }))
+        .expect("crd");
+        let v2 = openapi_v2_schema(&openapi_v3_schema(&crd, "v1").expect("v1"));
+        let spec = &v2["properties"]["spec"]["properties"];
+        assert_eq!(spec["port"], json!({"x-kubernetes-int-or-string": true}));
+        assert_eq!(
+            spec["free"],
+            json!({"x-kubernetes-preserve-unknown-fields": true})
+        );
+        assert_eq!(spec["maybe"], json!({}));
+        assert_eq!(spec["tags"]["items"]["type"], "string");
+        // The metadata $ref wrapper and the GVK survive.
+        assert_eq!(
+            v2["properties"]["metadata"]["allOf"][0]["$ref"],
+            OBJECT_META_REF
+        );
+        assert_eq!(v2["x-kubernetes-group-version-kind"][0]["kind"], "Thing");
+
+        let open = openapi_v2_schema(&json!({
+            "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {"kind": {"type": "string"}},
+            "x-kubernetes-group-version-kind": [{"group": "g", "version": "v", "kind": "K"}]
+        }));
+        assert_eq!(
+            open,
+            json!({"type": "object", "x-kubernetes-group-version-kind": [{"group": "g", "version": "v", "kind": "K"}]})
+        );
     }
 }

@@ -4,8 +4,8 @@
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, Result};
 use crate::{discovery, openapi, AppState};
@@ -35,25 +35,8 @@ pub async fn version() -> Response {
 /// A 200 with an ETag (sha256 of the body), or 304 when `If-None-Match` matches. No max-age:
 /// clients must revalidate.
 pub fn with_etag(req_headers: &HeaderMap, content_type: &str, body: Vec<u8>) -> Response {
-    let etag = format!("\"{:x}\"", Sha256::digest(&body));
-    let matches = req_headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut resp = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        (StatusCode::OK, body).into_response()
-    };
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
-    resp
+    let etag = openapi::etag(&body);
+    cached_doc(req_headers, content_type, &etag, Bytes::from(body))
 }
 
 fn json_doc(headers: &HeaderMap, content_type: &str, v: &Value) -> Response {
@@ -82,54 +65,138 @@ pub fn discovery(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let aggregated = discovery::wants_aggregated(accept);
+    let aggregated = discovery::negotiate_aggregated(accept);
     let ct = "application/json";
-    match segs {
-        ["api"] if aggregated => Ok(json_doc(
+    match (segs, aggregated) {
+        (["api"], Some(version)) => Ok(json_doc(
             headers,
-            discovery::AGGREGATED_CONTENT_TYPE,
-            &discovery::aggregated_core(resources),
+            version.content_type(),
+            &version.apply(discovery::aggregated_core(resources)),
         )),
-        ["apis"] if aggregated => Ok(json_doc(
+        (["apis"], Some(version)) => Ok(json_doc(
             headers,
-            discovery::AGGREGATED_CONTENT_TYPE,
-            &discovery::aggregated_apis(resources),
+            version.content_type(),
+            &version.apply(discovery::aggregated_apis(resources)),
         )),
-        ["api"] => Ok(json_doc(
+        (["api"], None) => Ok(json_doc(
             headers,
             ct,
             &discovery::legacy_api_versions(&state.server_address),
         )),
-        ["apis"] => Ok(json_doc(
+        (["apis"], None) => Ok(json_doc(
             headers,
             ct,
             &discovery::legacy_group_list(resources),
         )),
-        ["apis", g] => discovery::legacy_group(resources, g)
+        (["apis", g], _) => discovery::legacy_group(resources, g)
             .map(|v| json_doc(headers, ct, &v))
             .ok_or_else(ApiError::no_route),
-        ["api", v] => discovery::legacy_resource_list(resources, "", v)
+        (["api", v], _) => discovery::legacy_resource_list(resources, "", v)
             .map(|d| json_doc(headers, ct, &d))
             .ok_or_else(ApiError::no_route),
-        ["apis", g, v] => discovery::legacy_resource_list(resources, g, v)
+        (["apis", g, v], _) => discovery::legacy_resource_list(resources, g, v)
             .map(|d| json_doc(headers, ct, &d))
             .ok_or_else(ApiError::no_route),
         _ => Err(ApiError::no_route()),
     }
 }
 
-/// `/openapi/v2`: an empty protobuf document (valid, and enough for kubectl's fallback).
-pub async fn openapi_v2(req: Request) -> Response {
+/// What `/openapi/v2` answers an Accept header with, as upstream's handler negotiates: the
+/// first acceptable clause by quality wins; JSON for `*/*` or no Accept; None (406) when
+/// neither JSON nor gnostic protobuf is acceptable.
+fn v2_wants_protobuf(accept: &str) -> Option<bool> {
+    if accept.trim().is_empty() {
+        return Some(false);
+    }
+    let mut clauses: Vec<(f32, &str)> = accept
+        .split(',')
+        .map(|clause| {
+            let mut parts = clause.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (q, media)
+        })
+        .filter(|(q, _)| *q > 0.0)
+        .collect();
+    // Stable: equal qualities keep the client's order.
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0));
+    clauses.into_iter().find_map(|(_, media)| {
+        let media = media.to_ascii_lowercase();
+        if media == openapi::V2_PROTOBUF_ACCEPT || media == openapi::V2_PROTOBUF_CONTENT_TYPE {
+            Some(true)
+        } else if matches!(media.as_str(), "application/json" | "application/*" | "*/*") {
+            Some(false)
+        } else {
+            None
+        }
+    })
+}
+
+/// A prebuilt document with its precomputed ETag (or 304), sharing the cached bytes.
+fn cached_doc(req_headers: &HeaderMap, content_type: &str, etag: &str, body: Bytes) -> Response {
+    let matches = req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+/// `/openapi/v2`: the swagger 2.0 document of every served kind, as gnostic protobuf (what
+/// kubectl asks for) or JSON. Built once per CRD set, off the async workers.
+pub async fn openapi_v2(State(state): State<AppState>, req: Request) -> Response {
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if accept.starts_with("application/json") {
-        let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": {}, "definitions": {}});
-        return json_doc(req.headers(), "application/json", &doc);
+    let Some(protobuf) = v2_wants_protobuf(accept) else {
+        let mut resp = StatusCode::NOT_ACCEPTABLE.into_response();
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        return resp;
+    };
+    let docs = state.registry.crds.openapi();
+    let doc = match docs.v2_built() {
+        Some(doc) => doc,
+        None => match tokio::task::spawn_blocking(move || docs.v2()).await {
+            Ok(doc) => doc,
+            Err(e) => {
+                return ApiError::internal(format!("building the OpenAPI v2 document: {e}"))
+                    .into_response()
+            }
+        },
+    };
+    if protobuf {
+        cached_doc(
+            req.headers(),
+            openapi::V2_PROTOBUF_CONTENT_TYPE,
+            &doc.protobuf_etag,
+            doc.protobuf.clone(),
+        )
+    } else {
+        cached_doc(
+            req.headers(),
+            "application/json",
+            &doc.json_etag,
+            doc.json.clone(),
+        )
     }
-    with_etag(req.headers(), openapi::V2_PROTOBUF_CONTENT_TYPE, Vec::new())
 }
 
 /// `/openapi/v3`: the index of per-group-version documents.

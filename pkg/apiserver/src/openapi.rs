@@ -1,5 +1,6 @@
 //! OpenAPI documents: the `/openapi/v3` root with content-hashed per-group-version documents,
-//! and a minimal swagger 2.0 document for `/openapi/v2` JSON requests.
+//! and the `/openapi/v2` swagger 2.0 document (JSON, and protobuf in gnostic's messages) built
+//! from the same operations and schemas (see `v2.rs`).
 //!
 //! What kubectl needs from v3 (see KUBECTL-WIRE.md): every PATCH operation tagged with an
 //! `x-kubernetes-group-version-kind` object and a `fieldValidation` query parameter, so that
@@ -10,13 +11,19 @@
 //! required fields and list/patch extensions) and tagged with their GVK for `kubectl explain`;
 //! kinds without one (custom resources) get a skeleton with an open spec/status.
 
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use kubelite_api::resource::{ResourceInfo, Subresource};
+use prost::Message as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::discovery::subresource_kind;
 
+pub mod gnostic;
 mod schemas;
+mod v2;
 mod validate;
 
 pub use schemas::schema_name;
@@ -29,6 +36,9 @@ pub use validate::{strict_decoding_message, unknown_fields};
 /// Content-Type for `/openapi/v2` (no `@`, which Go's mime parser rejects).
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The media type kubectl asks `/openapi/v2` for.
+pub const V2_PROTOBUF_ACCEPT: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 /// The server version the documents advertise.
 const VERSION: &str = "v1.33.0";
@@ -67,11 +77,18 @@ pub fn v3_root(resources: &[ResourceInfo]) -> Value {
 /// Every `/openapi/v3` document, built and hashed once. Building serialises about a megabyte,
 /// so the router should keep one (e.g. in an `Arc`) and rebuild it only when the served
 /// resources change (CRDs), rather than calling [`v3_root`]/[`v3_group_version`] per request.
+///
+/// It also carries the `/openapi/v2` document of the same resources, built on first use (see
+/// [`V3Documents::v2`]), so that both are rebuilt together when the CRD set changes.
 #[derive(Clone, Debug)]
 pub struct V3Documents {
     root: Value,
     /// Group-version path → (content hash, serialised document).
     docs: std::collections::HashMap<String, (String, String)>,
+    /// What the v2 document is built from.
+    resources: Vec<ResourceInfo>,
+    overrides: Map<String, Value>,
+    v2: OnceLock<Arc<V2Document>>,
 }
 
 impl V3Documents {
@@ -97,7 +114,23 @@ impl V3Documents {
         Self {
             root: json!({"paths": paths}),
             docs,
+            resources: resources.to_vec(),
+            overrides: overrides.clone(),
+            v2: OnceLock::new(),
         }
+    }
+
+    /// The `/openapi/v2` document of the same resources, built (tens of milliseconds) on the
+    /// first call and shared afterwards.
+    pub fn v2(&self) -> Arc<V2Document> {
+        self.v2
+            .get_or_init(|| Arc::new(V2Document::build(&self.resources, &self.overrides)))
+            .clone()
+    }
+
+    /// The `/openapi/v2` document if it was already built.
+    pub fn v2_built(&self) -> Option<Arc<V2Document>> {
+        self.v2.get().cloned()
     }
 
     /// The `/openapi/v3` document.
@@ -179,46 +212,57 @@ pub fn v3_group_version_with(
     }))
 }
 
-/// `/openapi/v2` as JSON: a minimal swagger 2.0 document carrying the same PATCH operations
-/// (GVK and `fieldValidation`), without definitions.
+/// `/openapi/v2` as JSON: the swagger 2.0 document of `resources` (every operation, with GVK
+/// and `fieldValidation` on PATCH, and every schema they and the kinds reference).
 pub fn v2_json(resources: &[ResourceInfo]) -> Value {
-    let mut paths = Map::new();
-    for r in resources {
-        let item = item_path(r);
-        let gvk = gvk(r.group, r.version, r.kind);
-        let mut params = write_params();
-        params.push(query_param(
-            "force",
-            "boolean",
-            "Force is going to \"force\" Apply requests.",
-        ));
-        let op = json!({
-            "operationId": operation_id("patch", r, ""),
-            "consumes": ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"],
-            "produces": ["application/json"],
-            "parameters": params.into_iter().map(v2_param).collect::<Vec<_>>(),
-            "responses": {"200": {"description": "OK"}},
-            "x-kubernetes-action": "patch",
-            "x-kubernetes-group-version-kind": gvk,
-        });
-        paths.insert(item, json!({"patch": op}));
-    }
-    json!({
-        "swagger": "2.0",
-        "info": {"title": "Kubernetes", "version": VERSION},
-        "paths": paths,
-        "definitions": {},
-    })
+    v2::document(resources, &Map::new())
 }
 
-/// Swagger 2.0 puts a parameter's type on the parameter itself, not under `schema`.
-fn v2_param(mut p: Value) -> Value {
-    if let Some(obj) = p.as_object_mut() {
-        if let Some(t) = obj.remove("schema").and_then(|s| s.get("type").cloned()) {
-            obj.insert("type".into(), t);
+/// [`v2_json`] with the schemas of custom resources (see [`V3Documents::build_with`]).
+pub fn v2_json_with(resources: &[ResourceInfo], overrides: &Map<String, Value>) -> Value {
+    v2::document(resources, overrides)
+}
+
+/// The `/openapi/v2` document as served: JSON and gnostic protobuf, each with its ETag.
+#[derive(Debug)]
+pub struct V2Document {
+    /// Compact JSON text.
+    pub json: Bytes,
+    /// Quoted hex sha256 of `json`.
+    pub json_etag: String,
+    /// `openapi.v2.Document` protobuf.
+    pub protobuf: Bytes,
+    /// Quoted hex sha256 of `protobuf`.
+    pub protobuf_etag: String,
+}
+
+impl V2Document {
+    /// Build and encode both forms.
+    pub fn build(resources: &[ResourceInfo], overrides: &Map<String, Value>) -> Self {
+        let start = std::time::Instant::now();
+        let doc = v2::document(resources, overrides);
+        let json = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        let json_done = start.elapsed();
+        let protobuf = Bytes::from(gnostic::document(&doc).encode_to_vec());
+        tracing::debug!(
+            json_ms = json_done.as_secs_f64() * 1e3,
+            protobuf_ms = (start.elapsed() - json_done).as_secs_f64() * 1e3,
+            json_bytes = json.len(),
+            protobuf_bytes = protobuf.len(),
+            "built the /openapi/v2 document"
+        );
+        Self {
+            json_etag: etag(&json),
+            json,
+            protobuf_etag: etag(&protobuf),
+            protobuf,
         }
     }
-    p
+}
+
+/// The ETag of a body: its quoted hex sha256 (as discovery's).
+pub fn etag(body: &[u8]) -> String {
+    format!("\"{:x}\"", Sha256::digest(body))
 }
 
 fn base_path(r: &ResourceInfo) -> String {
@@ -642,3 +686,5 @@ fn resource_paths(r: &ResourceInfo, paths: &mut Map<String, Value>) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;

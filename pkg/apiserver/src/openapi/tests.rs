@@ -172,19 +172,6 @@ fn schema_names_follow_upstream() {
 }
 
 #[test]
-fn v2_json_is_swagger_with_patch_params() {
-    let doc = v2_json(builtin_resources());
-    assert_eq!(doc["swagger"], "2.0");
-    let op = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-    assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-    let params = op["parameters"].as_array().expect("params");
-    assert!(params
-        .iter()
-        .any(|p| p["name"] == "fieldValidation" && p["in"] == "query" && p["type"] == "string"));
-    assert!(!V2_PROTOBUF_CONTENT_TYPE.contains('@'));
-}
-
-#[test]
 fn builtin_kinds_have_generated_schemas_for_explain() {
     let doc = v3_group_version(builtin_resources(), "api/v1").expect("core");
     let schemas = &doc["components"]["schemas"];

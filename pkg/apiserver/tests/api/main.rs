@@ -10,6 +10,7 @@ mod kube_client;
 mod lists;
 mod namespaces;
 mod nonresource;
+mod openapi_v2;
 mod proxy;
 mod restart;
 mod watch;

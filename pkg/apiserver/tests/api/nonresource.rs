@@ -85,3 +85,49 @@ async fn version_health_discovery() {
         .expect("metrics");
     assert_eq!(metrics.status().as_u16(), 200);
 }
+
+/// kubectl 1.27-1.29 accept aggregated discovery only as v2beta1: they get that version (same
+/// shape), not v2, which they would read as an empty resource list.
+#[tokio::test]
+async fn aggregated_discovery_answers_the_version_asked_for() {
+    let api = Api::start().await;
+    let cases = [
+        (
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+            "v2beta1",
+        ),
+        (
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+            "v2",
+        ),
+    ];
+    for (accept, version) in cases {
+        for p in ["/api", "/apis"] {
+            let resp = api
+                .http
+                .get(api.url(p))
+                .header("accept", accept)
+                .send()
+                .await
+                .expect("discovery");
+            assert_eq!(resp.status().as_u16(), 200);
+            assert_eq!(
+                resp.headers()["content-type"],
+                format!(
+                    "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+                )
+                .as_str(),
+                "{p} for {accept}"
+            );
+            let doc: serde_json::Value = resp.json().await.expect("json");
+            assert_eq!(doc["kind"], "APIGroupDiscoveryList");
+            assert_eq!(doc["apiVersion"], format!("apidiscovery.k8s.io/{version}"));
+            let items = doc["items"].as_array().expect("items");
+            assert!(!items.is_empty(), "{p}: no groups");
+        }
+    }
+    // Plain JSON still gets the legacy documents.
+    let (code, legacy) = api.get("/api").await;
+    assert_eq!(code, 200);
+    assert_eq!(legacy["kind"], "APIVersions");
+}
