@@ -151,26 +151,59 @@ fn typed_roundtrip(group: &str, kind: &str, v: &Value) -> Option<Result<Value>> 
     })
 }
 
-/// Collect the paths of fields present (non-null) in `orig` but absent from `typed`.
-fn unknown_fields(orig: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+/// One step of the path to a field, rendered only when a field turns out unknown.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `spec.containers[0].bar` from its steps.
+fn render_path(steps: &[Step<'_>]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// Collect the paths of fields present (non-null) in `orig` but absent from `typed`. Paths
+/// are rendered only for the fields reported: every create walks its whole body here.
+fn unknown_fields<'a>(
+    orig: &'a Value,
+    typed: &Value,
+    steps: &mut Vec<Step<'a>>,
+    out: &mut Vec<String>,
+) {
     match (orig, typed) {
         (Value::Object(o), Value::Object(t)) => {
             for (k, v) in o {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                steps.push(Step::Key(k));
                 match t.get(k) {
-                    Some(tv) => unknown_fields(v, tv, &p, out),
+                    Some(tv) => unknown_fields(v, tv, steps, out),
                     None if v.is_null() => {}
-                    None => out.push(p),
+                    None => out.push(render_path(steps)),
                 }
+                steps.pop();
             }
         }
         (Value::Array(o), Value::Array(t)) => {
             for (i, (ov, tv)) in o.iter().zip(t.iter()).enumerate() {
-                unknown_fields(ov, tv, &format!("{path}[{i}]"), out);
+                steps.push(Step::Index(i));
+                unknown_fields(ov, tv, steps, out);
+                steps.pop();
             }
         }
         _ => {}
@@ -195,7 +228,7 @@ pub fn prune_kind(group: &str, kind: &str, obj: &mut Value) -> Result<Vec<String
     };
     let typed = typed?;
     let mut unknown = Vec::new();
-    unknown_fields(obj, &typed, "", &mut unknown);
+    unknown_fields(obj, &typed, &mut Vec::new(), &mut unknown);
     *obj = typed;
     Ok(unknown)
 }
@@ -311,6 +344,16 @@ mod tests {
         assert_eq!(
             unknown,
             vec!["spec.foo".to_string(), "spec.containers[0].bar".to_string()]
+        );
+        let mut nested = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "x": 1},
+            "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i",
+                "ports": [{"containerPort": 1, "y": 2}]}], "z": null}});
+        assert_eq!(
+            prune_kind("", "Pod", &mut nested).expect("roundtrip"),
+            vec![
+                "metadata.x".to_string(),
+                "spec.containers[1].ports[0].y".to_string()
+            ]
         );
         assert!(pod["spec"].get("foo").is_none());
     }

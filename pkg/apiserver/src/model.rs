@@ -178,8 +178,38 @@ pub fn track_update(
         time: &time,
         ignored: reset_fields(strategy.info(), subresource),
     };
-    let out = apply::update_managed_fields(old, new, &writer, &base, &strategy.type_info());
+    let types = strategy.type_info();
+    // A create without client-supplied entries: the creator owns everything, in one walk.
+    if old.is_none() && base.entries.is_empty() {
+        if let Some(entries) = apply::created_managed_fields(new, &writer, &types) {
+            write_entries(new, entries);
+            return;
+        }
+    }
+    let out = apply::update_managed_fields(old, new, &writer, &base, &types);
     out.write_to_object(new);
+}
+
+/// Set (or, for `None`, remove) `metadata.managedFields` as
+/// [`ManagedFields::write_to_object`] does.
+fn write_entries(obj: &mut Value, entries: Option<Value>) {
+    let Value::Object(root) = obj else { return };
+    let meta = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(meta) = meta {
+        match entries {
+            Some(list) => {
+                meta.insert("managedFields".into(), list);
+            }
+            None => {
+                meta.remove("managedFields");
+            }
+        }
+    }
 }
 
 /// Server-side apply of `applied` onto `live` (`None`: the object does not exist yet) by
@@ -326,6 +356,57 @@ pub fn validate_meta_update(info: &ResourceInfo, new: &Value, old: &Value) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_tracking_equals_the_generic_path() {
+        let pods = kubelite_api::resource::find_builtin("", "v1", "pods").expect("pods");
+        let cms = kubelite_api::resource::find_builtin("", "v1", "configmaps").expect("cms");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "d", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}]},
+            "status": {"phase": "Pending"}});
+        let cases = [
+            (pods, pod.clone()),
+            // Invalid client entries are replaced, as the generic path does.
+            (pods, {
+                let mut p = pod.clone();
+                p["metadata"]["managedFields"] = json!("junk");
+                p
+            }),
+            // Nothing owned: no entries, and a client's empty list is removed.
+            (
+                cms,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": []}}),
+            ),
+            (
+                cms,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}),
+            ),
+        ];
+        for (info, obj) in cases {
+            let s = strategy(info);
+            let mut fast = obj.clone();
+            track_update(s.as_ref(), None, &mut fast, "kubectl", "");
+            let mut generic = obj.clone();
+            let writer = Writer {
+                manager: "kubectl",
+                subresource: "",
+                time: fast
+                    .pointer("/metadata/managedFields/0/time")
+                    .and_then(Value::as_str)
+                    .unwrap_or("2026-01-01T00:00:00Z"),
+                ignored: reset_fields(info, ""),
+            };
+            let base = base_entries(None, &generic, "");
+            apply::update_managed_fields(None, &generic, &writer, &base, &s.type_info())
+                .write_to_object(&mut generic);
+            assert_eq!(
+                serde_json::to_string(&fast).expect("encode"),
+                serde_json::to_string(&generic).expect("encode"),
+                "{obj}"
+            );
+        }
+    }
 
     #[test]
     fn pod_fields_are_selectable_and_others_are_not() {

@@ -1,13 +1,15 @@
 //! Server-side apply with structured-merge-diff semantics, without IO: field sets and their
 //! `FieldsV1` encoding ([`FieldSet`]), per-kind list and map types ([`TypeInfo`]), merging an
 //! applied configuration into the live object with ownership and conflicts ([`apply`]), and
-//! the ownership bookkeeping of every other write ([`update_managed_fields`]).
+//! the ownership bookkeeping of every other write ([`update_managed_fields`], and
+//! [`created_managed_fields`] for the common create in one walk).
 //!
 //! The apiserver reads the live object's entries with [`ManagedFields::from_object`], calls
 //! [`apply`] or [`update_managed_fields`], and writes the result back with
 //! [`ManagedFields::write_to_object`].
 
 mod compare;
+mod created;
 mod fieldset;
 mod managed;
 mod merge;
@@ -17,6 +19,7 @@ mod tests;
 mod typeinfo;
 mod walk;
 
+pub use created::created_managed_fields;
 pub use fieldset::{FieldSet, Path, PathElement};
 pub use managed::{stripped_fields, ManagedFields, ManagedFieldsEntry, Operation};
 pub use ops::{

@@ -96,7 +96,7 @@ impl Page {
 /// (top-level `metadata` object, no resourceVersion yet): the caller decodes them instead.
 pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
     const KEY: &[u8] = b"\"metadata\"";
-    if stored.windows(17).any(|w| w == b"\"resourceVersion\"") {
+    if mentions_resource_version(stored) {
         return None;
     }
     let mut depth = 0usize;
@@ -166,6 +166,21 @@ pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
         i += 1;
     }
     None
+}
+
+/// Whether `"resourceVersion"` occurs anywhere in `json`. Anchored on its rare `V` (one byte
+/// test per position instead of a 17-byte window): every stored reply and watch event is
+/// stamped, and a full window scan showed in create profiles.
+fn mentions_resource_version(json: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"resourceVersion\"";
+    const V_AT: usize = 9;
+    json.iter().enumerate().any(|(i, &b)| {
+        b == b'V'
+            && i >= V_AT
+            && json
+                .get(i - V_AT..i - V_AT + NEEDLE.len())
+                .is_some_and(|w| w == NEEDLE)
+    })
 }
 
 /// Encode a continue token as upstream does: base64 of `{"v","rv","start"}`, where `start` is
@@ -348,6 +363,25 @@ mod tests {
             let mut want = c.clone();
             crate::registry::set_rv(&mut want, 42);
             assert_eq!(got, want);
+        }
+        for (text, want) in [
+            (&br#"{"resourceVersion":"1"}"#[..], true),
+            (br#"resourceVersion""#, false),
+            (br#""resourceVersion"#, false),
+            (br#"{"a":"resourceVersion"}"#, true),
+            (br#"{"fieldsV1":{"V":"xresourceVersion"}}"#, false),
+            (b"", false),
+        ] {
+            assert_eq!(
+                mentions_resource_version(text),
+                want,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(
+                mentions_resource_version(text),
+                text.windows(17).any(|w| w == b"\"resourceVersion\""),
+            );
         }
         // Not the plain stored form: the caller decodes.
         assert_eq!(stamp_rv(br#"{"kind":"Pod"}"#, 1), None);

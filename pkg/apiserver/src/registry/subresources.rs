@@ -1,17 +1,19 @@
 //! Object-kind subresources other than status: `scale` (autoscaling/v1 Scale over
-//! spec.replicas), `pods/binding` and `pods/eviction`.
+//! spec.replicas), `pods/binding` (in `binding.rs`) and `pods/eviction`.
 
 use serde_json::{json, Value};
 
 use kubelite_api::strategy::ScalePaths;
 
 use super::delete::DeleteOptions;
-use super::update::{write, write_tracked, Attempt, Part, Tracking};
+use super::update::{write_tracked, Attempt, Part, Tracking};
 use super::{check_type, get_kv, Ctx, Params, Registry, Reply};
 use crate::body::{check_unknown, prune_kind, FieldProblems, FieldValidation};
 use crate::error::{ApiError, Result};
 
 use super::MAX_ATTEMPTS;
+
+pub use super::binding::bind;
 
 /// A label selector object (`matchLabels` + `matchExpressions`) or a plain map, as a string.
 pub fn selector_string(sel: Option<&Value>) -> String {
@@ -205,85 +207,6 @@ pub async fn write_scale(
                 r.body = scale_at(&r.body, &paths);
                 r.encoded = None;
                 return Ok(r);
-            }
-            Attempt::Raced => continue,
-        }
-    }
-    Err(ApiError::stale(ctx.target(name)))
-}
-
-/// POST `pods/<name>/binding`: set spec.nodeName once (409 when already bound).
-pub async fn bind(
-    reg: &Registry,
-    ctx: &Ctx,
-    name: &str,
-    params: &Params,
-    binding: Value,
-) -> Result<Reply> {
-    let node = binding
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if node.is_empty() {
-        let cause = kubelite_api::strategy::FieldCause::required("target.name");
-        return Err(ApiError::invalid(ctx.info, name, vec![cause]));
-    }
-    // Upstream names the subresource in binding conflicts: `pods/binding "web"`.
-    let target = || {
-        let mut t = ctx.target(name);
-        t.group_resource = format!("{}/binding", ctx.info.plural);
-        t
-    };
-    for attempt in 0..MAX_ATTEMPTS {
-        super::conflict_pause(attempt).await;
-        let (cur, old) = get_kv(reg, ctx, name).await?;
-        if old.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::conflict(
-                target(),
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        if let Some(n) = old
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
-            return Err(ApiError::conflict(
-                target(),
-                &format!("pod {name} is already assigned to node {n:?}"),
-            ));
-        }
-        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
-            if Some(uid) != super::meta_str(&old, "uid") {
-                return Err(ApiError::conflict(
-                    target(),
-                    "the UID in the binding does not match the pod",
-                ));
-            }
-        }
-        let mut new = old.clone();
-        new["spec"]["nodeName"] = json!(node);
-        // The PodScheduled condition upstream's binding storage adds.
-        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": super::now_rfc3339()});
-        let conds = new["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut conds: Vec<Value> = conds
-            .into_iter()
-            .filter(|c| c.get("type") != Some(&json!("PodScheduled")))
-            .collect();
-        conds.push(cond);
-        new["status"]["conditions"] = Value::Array(conds);
-        match write(reg, ctx, Part::Whole, params, &cur, &old, new, Vec::new()).await? {
-            Attempt::Done(_) => {
-                return Ok(Reply {
-                    code: 201,
-                    body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                    warnings: Vec::new(),
-                    encoded: None,
-                })
             }
             Attempt::Raced => continue,
         }

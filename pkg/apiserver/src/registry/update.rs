@@ -171,55 +171,8 @@ pub async fn write_tracked(
     mut warnings: Vec<String>,
     tracking: Tracking<'_>,
 ) -> Result<Attempt> {
-    let info = ctx.info;
     let name = super::name_of(old).to_string();
-    // Entries server-side apply computed travel in `incoming`, which a subresource write
-    // otherwise only takes its part of.
-    let computed = match tracking {
-        Tracking::Computed => incoming.pointer("/metadata/managedFields").cloned(),
-        _ => None,
-    };
-    let mut new = merge_parts(ctx, part, old, incoming);
-    if let (Some(entries), Some(m)) = (computed, meta_mut(&mut new)) {
-        m.insert("managedFields".into(), entries);
-    }
-    keep_server_metadata(ctx, old, &mut new);
-    super::drop_empty_metadata(&mut new);
-    crate::services::keep_allocations(ctx, old, &mut new);
-    ctx.strategy.default(&mut new);
-    let mut causes = crate::model::validate_meta_update(info, &new, old);
-    // Server-internal writes (bindings) change fields clients may not, so only metadata is checked.
-    if part != Part::Whole {
-        causes.extend(ctx.strategy.validate_update(&new, old));
-    }
-    ensure_valid(ctx, &new, causes)?;
-    if ctx.strategy.has_generation() && part == Part::Main && ctx.strategy.spec_changed(&new, old) {
-        let gen = old
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            + 1;
-        if let Some(m) = meta_mut(&mut new) {
-            m.insert("generation".into(), json!(gen));
-        }
-    }
-    match tracking {
-        Tracking::Update {
-            manager,
-            subresource,
-        } => crate::model::track_update(
-            ctx.strategy.as_ref(),
-            Some(old),
-            &mut new,
-            manager,
-            subresource,
-        ),
-        // Server-side apply computed the entries; a client cannot rewrite them through
-        // another part, and internal writes keep them.
-        Tracking::Computed => {}
-        Tracking::Untracked => keep_managed_fields(old, &mut new),
-    }
-    super::drop_empty_metadata(&mut new);
+    let mut new = prepare(ctx, part, old, incoming, tracking)?;
     super::set_rv(&mut new, cur.mod_revision);
     if super::same_object(&new, old) {
         return Ok(Attempt::Done(Reply {
@@ -281,6 +234,67 @@ pub async fn write_tracked(
         Err(kubelite_storage::Error::Conflict { .. }) => Ok(Attempt::Raced),
         Err(e) => Err(ApiError::from_storage(e, ctx.target(&name))),
     }
+}
+
+/// The pure half of [`write_tracked`]: the object a write of `incoming` over the stored `old`
+/// stores (parts merged, server metadata kept, defaults, validation, generation, ownership),
+/// before its resourceVersion is stamped and no-op writes are detected.
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    part: Part,
+    old: &Value,
+    incoming: Value,
+    tracking: Tracking<'_>,
+) -> Result<Value> {
+    let info = ctx.info;
+    // Entries server-side apply computed travel in `incoming`, which a subresource write
+    // otherwise only takes its part of.
+    let computed = match tracking {
+        Tracking::Computed => incoming.pointer("/metadata/managedFields").cloned(),
+        _ => None,
+    };
+    let mut new = merge_parts(ctx, part, old, incoming);
+    if let (Some(entries), Some(m)) = (computed, meta_mut(&mut new)) {
+        m.insert("managedFields".into(), entries);
+    }
+    keep_server_metadata(ctx, old, &mut new);
+    super::drop_empty_metadata(&mut new);
+    crate::services::keep_allocations(ctx, old, &mut new);
+    ctx.strategy.default(&mut new);
+    let mut causes = crate::model::validate_meta_update(info, &new, old);
+    // Server-internal writes (bindings) change fields clients may not, so only metadata is checked.
+    if part != Part::Whole {
+        causes.extend(ctx.strategy.validate_update(&new, old));
+    }
+    ensure_valid(ctx, &new, causes)?;
+    if ctx.strategy.has_generation() && part == Part::Main && ctx.strategy.spec_changed(&new, old) {
+        let gen = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
+        if let Some(m) = meta_mut(&mut new) {
+            m.insert("generation".into(), json!(gen));
+        }
+    }
+    match tracking {
+        Tracking::Update {
+            manager,
+            subresource,
+        } => crate::model::track_update(
+            ctx.strategy.as_ref(),
+            Some(old),
+            &mut new,
+            manager,
+            subresource,
+        ),
+        // Server-side apply computed the entries; a client cannot rewrite them through
+        // another part, and internal writes keep them.
+        Tracking::Computed => {}
+        Tracking::Untracked => keep_managed_fields(old, &mut new),
+    }
+    super::drop_empty_metadata(&mut new);
+    Ok(new)
 }
 
 /// Keep the stored `metadata.managedFields` on a write that does not track ownership.

@@ -20,12 +20,14 @@ use kubelite_storage::Storage;
 use kubelite_storage_etcd::testing::EtcdServer;
 use reqwest::StatusCode;
 
-use load::{closed_loop, expect, pod_json, Proto, Sample};
+use load::{closed_count, closed_loop, expect, pod_json, Proto, Sample};
 use report::Results;
 use server::{Backend, ServerProcess};
 
 /// Concurrency of the throughput baselines and the "many clients" rows.
 const MANY: usize = 64;
+/// At most this many pods are bound in the bind row (each pod binds once).
+const MAX_BINDS: u64 = 20_000;
 
 #[derive(Parser, Debug)]
 #[command(about = "API server benchmark over the embedded store and a real etcd")]
@@ -308,6 +310,26 @@ async fn bench_server(
             r.gets.push((proto, clients, s));
         }
     }
+
+    // The scheduler's write: bind each pod of the biggest create run once (a second bind of
+    // a pod is a 409), so the row is a fixed count timed rather than a fixed time.
+    let (tag, count) = targets.clone();
+    let total = count.min(MAX_BINDS) as usize;
+    let (client, url) = (h1.clone(), pods.clone());
+    let t = Instant::now();
+    closed_count(MANY, total, move |i| {
+        let req = client
+            .post(format!("{url}/{tag}-{i}/binding"))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{tag}-{i}"}},"target":{{"apiVersion":"v1","kind":"Node","name":"bench-node"}}}}"#
+            ));
+        async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
+    })
+    .await?;
+    let rate = total as f64 / t.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    eprintln!("  bind HTTP/1.1 x{MANY}: {rate:.0}/s ({total} pods)");
+    r.binds = Some((rate, total));
 
     let t = Instant::now();
     scenarios::populate(&h2, &base, "bench-list", "l", plan.list_pods, MANY).await?;

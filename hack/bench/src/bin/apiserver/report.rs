@@ -14,6 +14,9 @@ pub struct Results {
     pub livez: Vec<(Proto, Sample)>,
     pub creates: Vec<(Proto, usize, Sample)>,
     pub gets: Vec<(Proto, usize, Sample)>,
+    /// `pods/binding` of distinct pods with [`MANY`] clients over HTTP/1.1: binds per second
+    /// and how many pods were bound.
+    pub binds: Option<(f64, usize)>,
     pub list_whole: ListTiming,
     pub list_paged: ListTiming,
     /// `resourceVersion=0`: served from the watch cache.
@@ -35,6 +38,7 @@ impl Default for Results {
             livez: Vec::new(),
             creates: Vec::new(),
             gets: Vec::new(),
+            binds: None,
             list_whole: ListTiming::default(),
             list_paged: ListTiming::default(),
             list_cached: ListTiming::default(),
@@ -129,6 +133,22 @@ pub fn print(columns: &[(String, Results)], plan: &str) {
             }),
         ));
     }
+    rows.push((
+        format!("pod bind (pods/binding), {MANY} clients, HTTP/1.1"),
+        Box::new(|r: &Results| {
+            r.binds.map_or_else(
+                || "n/a".into(),
+                |(rate, n)| format!("{rate:.0}/s ({n} pods)"),
+            )
+        }),
+    ));
+    rows.push((
+        format!("binds/s ÷ raw puts/s ({MANY}, HTTP/1.1)"),
+        Box::new(|r: &Results| {
+            r.binds
+                .map_or_else(|| "n/a".into(), |(rate, _)| ratio(rate, r.raw_puts.per_sec))
+        }),
+    ));
     rows.push((
         "LIST all pods, limit=0 (storage; best of 3)".into(),
         Box::new(|r: &Results| list_cell(&r.list_whole)),
