@@ -8,9 +8,14 @@
 //! scheduler started and timed until all are bound, like-for-like with (3).
 //! (4) A create+bind baseline: a plain client creates each pod and binds it right away, the
 //! like-for-like ceiling of (2), which also pays for creating the pods.
+//! (5) The scheduler's own memory: after (2), a scheduler in a child process (this binary
+//! re-executed) lists the N nodes and the pods, binds one probe pod, and reports its RSS.
 //!
 //! `cargo run --release -p kubelite-scheduler --example bench -- [--nodes 5000] [--pods 30000]
-//! [--quick] [--in-memory-only]`; `--quick` is the CI smoke (100 nodes, 500 pods).
+//! [--quick] [--in-memory-only] [--backlog-only] [--perf-ctl FIFO]`; `--quick` is the CI
+//! smoke (100 nodes, 500 pods). `--backlog-only` runs (3) and (3b) alone; `--perf-ctl`
+//! writes `enable`/`disable` to a `perf record --control fifo:FIFO -D -1` control FIFO around
+//! (3b), so a profile holds the backlog scheduler and nothing else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -152,43 +157,95 @@ fn in_memory(nodes: usize, pods: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
-    let binds = Config::default().max_in_flight_binds;
-    let server = TestServer::start().await?;
-    let client = server.client();
-    let node_api: Api<Node> = Api::all(client.clone());
-    futures::stream::iter(0..nodes)
-        .map(|i| {
-            let api = node_api.clone();
-            async move {
-                api.create(&PostParams::default(), &node(i)?)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+/// The bench's options.
+struct Opts {
+    nodes: usize,
+    pods: usize,
+    backlog_only: bool,
+    perf_ctl: Option<String>,
+}
+
+/// Writes a command (`enable`, `disable`) to a `perf record --control` FIFO.
+fn perf_ctl(fifo: Option<&str>, cmd: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(path) = fifo {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening perf control fifo {path}"))?;
+        f.write_all(format!("{cmd}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// POSTs `pods/<name>/binding` to `node-<i % nodes>` as a plain client.
+async fn bind_plain(api: &Api<Pod>, name: &str, i: usize, nodes: usize) -> anyhow::Result<()> {
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": "default"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": format!("node-{}", i % nodes)},
+    });
+    api.create_subresource::<_, serde_json::Value>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts a scheduler with fresh metrics; stop it by sending on (or dropping) the sender.
+fn start_scheduler(
+    client: &kube::Client,
+) -> (
+    Arc<Metrics>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<kubelite_scheduler::Result<()>>,
+) {
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(kubelite_scheduler::run(
+        client.clone(),
+        Config {
+            metrics: metrics.clone(),
+            ..Config::default()
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    (metrics, stop_tx, task)
+}
+
+/// Waits until `metrics` counts `pods` scheduled attempts (10 minutes at most).
+async fn wait_scheduled(metrics: &Metrics, pods: usize, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while metrics.attempts(AttemptResult::Scheduled) < pods as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "{what}: timed out with {} of {pods} bound",
+                metrics.attempts(AttemptResult::Scheduled)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Phase (2): creates the pods as fast as possible while a scheduler binds them. Returns the
+/// rate in pods/s and the process RSS before and after (MiB).
+async fn scheduled_while_creating(
+    client: &kube::Client,
+    o: &Opts,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let pods = o.pods;
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let bound = Arc::new(Mutex::new(HashMap::new()));
     let watcher = tokio::spawn(watch_bound(pod_api.clone(), pods, bound.clone()));
     let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let rss0 = proc_mib("VmRSS");
-    let metrics = Arc::new(Metrics::default());
-    let config = Config {
-        metrics: metrics.clone(),
-        ..Config::default()
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sched = tokio::spawn(kubelite_scheduler::run(
-        client.clone(),
-        config,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (metrics, stop_tx, sched) = start_scheduler(client);
     let start = Instant::now();
     futures::stream::iter(0..pods)
         .map(|i| {
@@ -207,21 +264,10 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
             }
         })
         .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+        .try_collect::<Vec<_>>()
+        .await?;
     let created = start.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while metrics.attempts(AttemptResult::Scheduled) < pods as u64 {
-        if Instant::now() > deadline {
-            bail!(
-                "timed out: {} of {pods} bound",
-                metrics.attempts(AttemptResult::Scheduled)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_scheduled(&metrics, pods, "end-to-end").await?;
     let secs = start.elapsed().as_secs_f64();
     let rss1 = proc_mib("VmRSS");
     match tokio::time::timeout(Duration::from_secs(30), watcher).await {
@@ -244,10 +290,11 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
             .collect()
     };
     lat.sort();
-    let sched_rate = pods as f64 / secs;
+    let rate = pods as f64 / secs;
     println!(
-        "end-to-end: {pods} pods over {nodes} nodes bound in {secs:.2} s = {sched_rate:.0} pods/s \
+        "end-to-end: {pods} pods over {} nodes bound in {secs:.2} s = {rate:.0} pods/s \
          (creating the pods alone took {:.2} s)",
+        o.nodes,
         created.as_secs_f64()
     );
     println!(
@@ -257,6 +304,95 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
         pct(&lat, 0.99),
         pct(&lat, 1.0)
     );
+    Ok((rate, rss0, rss1))
+}
+
+/// Phase (5): a scheduler in its own process (this binary with `--child-scheduler URL`)
+/// lists everything, binds one probe pod, and reports its own RSS.
+async fn child_scheduler_rss(
+    server: &TestServer,
+    pod_api: &Api<Pod>,
+    nodes: usize,
+    pods: usize,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--child-scheduler", server.url()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the child scheduler")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut probe = pod(0)?;
+    probe.metadata.name = Some("probe-0".into());
+    pod_api.create(&PostParams::default(), &probe).await?;
+    let report = tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(r) = line.strip_prefix("child-scheduler: ") {
+                return Ok(r.to_string());
+            }
+        }
+        bail!("the child scheduler exited without a report")
+    })
+    .await
+    .context("child scheduler report")??;
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    println!(
+        "scheduler in its own process, {nodes} nodes and {} pods cached: {report}",
+        pods + 1
+    );
+    Ok(())
+}
+
+/// The `--child-scheduler URL` mode: run a scheduler against URL until it binds one pod, then
+/// print its own RSS (and what the process held before the scheduler started).
+async fn child_scheduler(url: &str) -> anyhow::Result<()> {
+    let mut config = kube::Config::new(url.parse().context("server url")?);
+    config.default_namespace = "default".into();
+    let client = kube::Client::try_from(config)?;
+    let before = proc_mib("VmRSS");
+    let start = Instant::now();
+    let (metrics, stop_tx, sched) = start_scheduler(&client);
+    wait_scheduled(&metrics, 1, "child scheduler").await?;
+    let synced = start.elapsed().as_secs_f64();
+    println!(
+        "child-scheduler: RSS {:.0} MiB (peak {:.0} MiB), {before:.0} MiB before the scheduler \
+         started; listed everything and bound a probe pod in {synced:.2} s",
+        proc_mib("VmRSS"),
+        proc_mib("VmHWM"),
+    );
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), sched).await;
+    Ok(())
+}
+
+async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
+    let (nodes, pods) = (o.nodes, o.pods);
+    let binds = Config::default().max_in_flight_binds;
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let node_api: Api<Node> = Api::all(client.clone());
+    futures::stream::iter(0..nodes)
+        .map(|i| {
+            let api = node_api.clone();
+            async move {
+                api.create(&PostParams::default(), &node(i)?)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let e2e = if o.backlog_only {
+        None
+    } else {
+        let r = scheduled_while_creating(&client, o).await?;
+        child_scheduler_rss(&server, &pod_api, nodes, pods).await?;
+        Some(r)
+    };
     // Baseline on the same apiserver, scheduler stopped: create all, then bind with a plain client.
     let rss2 = proc_mib("VmRSS");
     create_named(&pod_api, "base", pods).await?;
@@ -264,22 +400,7 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
     futures::stream::iter(0..pods)
         .map(|i| {
             let api = pod_api.clone();
-            async move {
-                let name = format!("base-{i}");
-                let binding = json!({
-                    "apiVersion": "v1", "kind": "Binding",
-                    "metadata": {"name": name, "namespace": "default"},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": format!("node-{}", i % nodes)},
-                });
-                api.create_subresource::<_, serde_json::Value>(
-                    "binding",
-                    &name,
-                    &PostParams::default(),
-                    &binding,
-                )
-                .await
-                .map_err(anyhow::Error::from)
-            }
+            async move { bind_plain(&api, &format!("base-{i}"), i, nodes).await }
         })
         .buffer_unordered(binds)
         .try_collect::<Vec<_>>()
@@ -289,37 +410,23 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
     let base_rate = pods as f64 / bsecs;
     println!(
         "bind baseline: {pods} pre-created pods bound by a plain client ({binds} concurrent) in \
-         {bsecs:.2} s = {base_rate:.0} binds/s; scheduler/baseline = {:.2}",
-        sched_rate / base_rate
+         {bsecs:.2} s = {base_rate:.0} binds/s{}",
+        e2e.map(|(r, ..)| format!("; scheduler end-to-end/baseline = {:.2}", r / base_rate))
+            .unwrap_or_default()
     );
+    if o.backlog_only {
+        child_scheduler_rss(&server, &pod_api, nodes, pods).await?;
+    }
     // The scheduler over a backlog, like-for-like with the bind baseline: the same number of
     // pods exist before a fresh scheduler starts; timed from its start (initial list
     // included) until it has bound them all.
     create_named(&pod_api, "drain", pods).await?;
-    let drain_metrics = Arc::new(Metrics::default());
-    let (drain_stop, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    perf_ctl(o.perf_ctl.as_deref(), "enable")?;
     let dstart = Instant::now();
-    let drain = tokio::spawn(kubelite_scheduler::run(
-        client.clone(),
-        Config {
-            metrics: drain_metrics.clone(),
-            ..Config::default()
-        },
-        async move {
-            let _ = drain_rx.await;
-        },
-    ));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while drain_metrics.attempts(AttemptResult::Scheduled) < pods as u64 {
-        if Instant::now() > deadline {
-            bail!(
-                "backlog: timed out with {} of {pods} bound",
-                drain_metrics.attempts(AttemptResult::Scheduled)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (drain_metrics, drain_stop, drain) = start_scheduler(&client);
+    wait_scheduled(&drain_metrics, pods, "backlog").await?;
     let dsecs = dstart.elapsed().as_secs_f64();
+    perf_ctl(o.perf_ctl.as_deref(), "disable")?;
     let _ = drain_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -330,6 +437,9 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
          {drain_rate:.0} pods/s; scheduler/bind baseline = {:.2}",
         drain_rate / base_rate
     );
+    let Some((sched_rate, rss0, rss1)) = e2e else {
+        return Ok(());
+    };
     // The same API work as the end-to-end run minus the scheduler: each pod created and then
     // bound by a plain client, 64 pods in flight. The end-to-end figure includes creating the
     // pods, so this is its like-for-like ceiling.
@@ -342,19 +452,7 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
                 let name = format!("pipe-{i}");
                 p.metadata.name = Some(name.clone());
                 api.create(&PostParams::default(), &p).await?;
-                let binding = json!({
-                    "apiVersion": "v1", "kind": "Binding",
-                    "metadata": {"name": name, "namespace": "default"},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": format!("node-{}", i % nodes)},
-                });
-                api.create_subresource::<_, serde_json::Value>(
-                    "binding",
-                    &name,
-                    &PostParams::default(),
-                    &binding,
-                )
-                .await
-                .map_err(anyhow::Error::from)
+                bind_plain(&api, &name, i, nodes).await
             }
         })
         .buffer_unordered(64)
@@ -382,18 +480,31 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| -> anyhow::Result<Option<usize>> {
+    let value = |name: &str| -> anyhow::Result<Option<&str>> {
         match args.iter().position(|a| a == name) {
-            Some(i) => Ok(Some(args.get(i + 1).context("missing value")?.parse()?)),
+            Some(i) => Ok(Some(args.get(i + 1).context("missing value")?.as_str())),
             None => Ok(None),
         }
     };
+    if let Some(url) = value("--child-scheduler")? {
+        return child_scheduler(url).await;
+    }
+    let flag = |name: &str| -> anyhow::Result<Option<usize>> {
+        value(name)?
+            .map(|v| v.parse::<usize>())
+            .transpose()
+            .map_err(Into::into)
+    };
     let quick = args.iter().any(|a| a == "--quick");
-    let nodes = flag("--nodes")?.unwrap_or(if quick { 100 } else { 5000 });
-    let pods = flag("--pods")?.unwrap_or(if quick { 500 } else { 30000 });
-    in_memory(nodes, pods)?;
+    let opts = Opts {
+        nodes: flag("--nodes")?.unwrap_or(if quick { 100 } else { 5000 }),
+        pods: flag("--pods")?.unwrap_or(if quick { 500 } else { 30000 }),
+        backlog_only: args.iter().any(|a| a == "--backlog-only"),
+        perf_ctl: value("--perf-ctl")?.map(str::to_string),
+    };
+    in_memory(opts.nodes, opts.pods)?;
     if args.iter().any(|a| a == "--in-memory-only") {
         return Ok(());
     }
-    end_to_end(nodes, pods).await
+    end_to_end(&opts).await
 }

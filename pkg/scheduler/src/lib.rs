@@ -4,7 +4,8 @@
 //! Codemap: [`podinfo`]/[`nodeinfo`] are the precomputed views, [`cache`] holds nodes and
 //! placed (bound or assumed) pods, [`queue`] the pending pods, [`framework`] + [`plugins`]
 //! the filter/score pipeline, [`algorithm`] one decision, [`preemption`] the PostFilter that
-//! evicts lower-priority pods, `scheduler` the running loop.
+//! evicts lower-priority pods, [`slim`] the pod informer's decoding, `scheduler` the running
+//! loop, `recorder` the rate-limited Event writer.
 //! Invariant: a scheduling decision never does IO or parses API objects.
 
 pub mod algorithm;
@@ -23,6 +24,7 @@ pub mod quantity;
 pub mod queue;
 mod recorder;
 mod scheduler;
+pub mod slim;
 
 use std::future::Future;
 

@@ -25,6 +25,7 @@ use crate::podinfo::PodInfo;
 use crate::preemption::{self, Outcome};
 use crate::queue::{ClusterEvent, Queue, QueuedPod};
 use crate::recorder::Recorder;
+use crate::slim::SlimPod;
 
 /// Parked pods are retried at least this often even without a cluster event.
 const MAX_PARKED: Duration = Duration::from_secs(60);
@@ -93,24 +94,18 @@ pub(crate) async fn run(client: kube::Client, config: Config) -> Result<(), crat
     let mut tasks = JoinSet::new();
     let (nodes_synced_tx, mut nodes_synced) = watch::channel(false);
     let (pods_synced_tx, mut pods_synced) = watch::channel(false);
-    let nodes = watcher::watcher(
-        Api::<Node>::all(shared.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
+    // Initial lists ask for resourceVersion=0 (`any_semantic`): served from the API server's
+    // watch cache in one response, as client-go's reflectors list, instead of paged
+    // consistent reads from storage.
+    let list = || watcher::Config::default().any_semantic();
+    let nodes = watcher::watcher(Api::<Node>::all(shared.client.clone()), list()).default_backoff();
     tasks.spawn(watch_nodes(shared.clone(), nodes, nodes_synced_tx));
-    let pods = watcher::watcher(
-        Api::<Pod>::all(shared.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
+    let pods =
+        watcher::watcher(Api::<SlimPod>::all(shared.client.clone()), list()).default_backoff();
     tasks.spawn(watch_pods(shared.clone(), pods, pods_synced_tx));
     let (ns_synced_tx, mut ns_synced) = watch::channel(false);
-    let namespaces = watcher::watcher(
-        Api::<Namespace>::all(shared.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
+    let namespaces =
+        watcher::watcher(Api::<Namespace>::all(shared.client.clone()), list()).default_backoff();
     tasks.spawn(watch_namespaces(shared.clone(), namespaces, ns_synced_tx));
     tasks.spawn(housekeeping(shared.clone()));
     tasks.spawn(event_writer);
@@ -227,7 +222,7 @@ async fn watch_namespaces(
 
 async fn watch_pods(
     shared: Arc<Shared>,
-    stream: impl Stream<Item = Result<Event<Pod>, watcher::Error>>,
+    stream: impl Stream<Item = Result<Event<SlimPod>, watcher::Error>>,
     synced: watch::Sender<bool>,
 ) {
     futures::pin_mut!(stream);
@@ -235,7 +230,7 @@ async fn watch_pods(
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => seen.clear(),
-            Ok(Event::InitApply(pod)) => {
+            Ok(Event::InitApply(SlimPod(pod))) => {
                 seen.insert(key_of(&pod));
                 on_pod(&shared, pod);
             }
@@ -252,8 +247,8 @@ async fn watch_pods(
                 seen.clear();
                 synced.send_replace(true);
             }
-            Ok(Event::Apply(pod)) => on_pod(&shared, pod),
-            Ok(Event::Delete(pod)) => on_pod_deleted(&shared, &key_of(&pod)),
+            Ok(Event::Apply(SlimPod(pod))) => on_pod(&shared, pod),
+            Ok(Event::Delete(SlimPod(pod))) => on_pod_deleted(&shared, &key_of(&pod)),
             Err(e) => warn!(error = %e, "pod watch error"),
         }
     }
