@@ -19,8 +19,11 @@ use crate::{Kubelet, LABEL_NODE, LABEL_POD_UID};
 /// How often a worker re-syncs without an API event (container exits are polled).
 const RESYNC: Duration = Duration::from_secs(1);
 
+/// The pod as a worker holds it: shared, so a resync borrows it instead of deep-copying it.
+type SharedPod = Arc<Pod>;
+
 struct Worker {
-    tx: watch::Sender<Option<Pod>>,
+    tx: watch::Sender<Option<SharedPod>>,
     task: JoinHandle<()>,
 }
 
@@ -47,7 +50,7 @@ impl PodManager {
     pub(crate) fn pods(&self) -> Vec<Pod> {
         self.lock()
             .values()
-            .filter_map(|w| w.tx.borrow().clone())
+            .filter_map(|w| w.tx.borrow().as_deref().cloned())
             .collect()
     }
 
@@ -77,7 +80,7 @@ impl PodManager {
             if let Some(w) = self.lock().get(&hash) {
                 w.tx.send_if_modified(|cur| match cur {
                     Some(p) if p.status != pod.status => {
-                        p.status.clone_from(&pod.status);
+                        Arc::make_mut(p).status.clone_from(&pod.status);
                         true
                     }
                     _ => false,
@@ -88,6 +91,7 @@ impl PodManager {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };
+        let pod = Arc::new(without_managed_fields(pod));
         let mut workers = self.lock();
         if let Some(w) = workers.get(&uid) {
             w.tx.send_replace(Some(pod));
@@ -137,7 +141,7 @@ impl PodManager {
                                 && !w
                                     .tx
                                     .borrow()
-                                    .as_ref()
+                                    .as_deref()
                                     .is_some_and(crate::static_pods::is_static)
                         })
                         .map(|(u, _)| u.clone())
@@ -200,9 +204,17 @@ async fn gc_loop(m: PodManager) {
     }
 }
 
-async fn worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
+/// The pod without `metadata.managedFields`: the kubelet never reads them, and as JSON values
+/// they are most of a pod's heap (upstream's informers strip them the same way,
+/// `cache.TransformStripManagedFields`).
+fn without_managed_fields(mut pod: Pod) -> Pod {
+    pod.metadata.managed_fields = None;
+    pod
+}
+
+async fn worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<SharedPod>>) {
     let mut state = PodState::default();
-    let mut last: Option<Pod> = None;
+    let mut last: Option<SharedPod> = None;
     loop {
         let pod = rx.borrow_and_update().clone();
         if pod.is_some() {
@@ -210,13 +222,15 @@ async fn worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<Pod
         }
         match pod {
             None => {
-                if let Err(e) = kill_pod(&k, last.as_ref(), &uid, 2).await {
+                // Boxed, as the sync below: a pod's task lives as long as the pod, and the
+                // sync futures (~15 KB) need only exist while a sync runs.
+                if let Err(e) = Box::pin(kill_pod(&k, last.as_deref(), &uid, 2)).await {
                     warn!(pod_uid = %uid, error = %e, "cleanup of removed pod failed");
                 }
                 return;
             }
             Some(pod) => {
-                if let Err(e) = sync_pod(&k, &pod, &mut state).await {
+                if let Err(e) = Box::pin(sync_pod(&k, &pod, &mut state)).await {
                     warn!(pod = %key(&pod), error = %e, "pod sync failed");
                 }
             }
@@ -225,5 +239,52 @@ async fn worker(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<Pod
             r = rx.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(RESYNC) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::FakeRuntime;
+    use crate::Config;
+
+    fn manager() -> PodManager {
+        // Never reached in this test: status writes fail and are retried, which is fine here.
+        let cfg = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(cfg).expect("client");
+        PodManager::new(Arc::new(Kubelet {
+            client: client.clone(),
+            config: Config::new("n1"),
+            runtime: Arc::new(FakeRuntime::with_images(&[crate::PAUSE_IMAGE, "busybox"])),
+            port: 10250,
+            events: crate::events::Recorder::spawn(client),
+        }))
+    }
+
+    #[tokio::test]
+    async fn workers_keep_pods_without_managed_fields() {
+        let m = manager();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1", "managedFields": [
+                {"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:containers": {}}}}
+            ]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "busybox"}]}
+        }))
+        .expect("pod");
+        m.upsert(pod.clone());
+        let mut relabelled = pod;
+        relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        m.upsert(relabelled);
+        let pods = m.pods();
+        m.abort_all();
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].metadata.managed_fields, None);
+        assert_eq!(pods[0].metadata.name.as_deref(), Some("p"));
+        assert_eq!(
+            pods[0].metadata.labels.as_ref().and_then(|l| l.get("a")),
+            Some(&"b".to_string()),
+            "an update replaces the worker's pod"
+        );
     }
 }

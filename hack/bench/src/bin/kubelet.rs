@@ -9,8 +9,10 @@
 //! - kubelet, batch: all pods created at once; p50/p99 of the same latency and pods/s;
 //! - the kubelet's resident memory (VmRSS) with `--density` pods running.
 //!
-//! The kubelet runs as a child process (this binary re-executed with `kubelet-child`), so its
-//! RSS is its own. Prints one markdown table. `--quick` is a smoke run.
+//! The kubelet runs as a child process, so its RSS is its own: by default this binary
+//! re-executed with `kubelet-child`; with `--kubelet-bin` the shipped `kubelite-kubelet` binary,
+//! whose RSS is what a node pays (this binary's text also holds the API server, and its runtime
+//! and allocator are not the kubelet's). Prints one markdown table. `--quick` is a smoke run.
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
@@ -41,6 +43,11 @@ struct Args {
     /// Running pods for the resident memory figure.
     #[arg(long, default_value_t = 100)]
     density: usize,
+    /// Run this kubelet binary (e.g. `target/release/kubelite-kubelet`, built with
+    /// `cargo build --release -p kubelite-kubelet-bin`) instead of the kubelet built into this
+    /// benchmark, so the RSS figure is the shipped binary's.
+    #[arg(long)]
+    kubelet_bin: Option<std::path::PathBuf>,
     #[command(subcommand)]
     child: Option<Child_>,
 }
@@ -365,13 +372,31 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client();
     let root = tempfile::tempdir()?;
-    let child = Command::new(std::env::current_exe()?)
-        .arg("kubelet-child")
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig_path())
-        .args(["--node", &node, "--network", &network, "--subnet", &subnet])
-        .arg("--root")
-        .arg(root.path())
+    let mut cmd = match &args.kubelet_bin {
+        // The shipped binary's own flags; port 0 picks a free kubelet API port.
+        Some(bin) => {
+            let mut c = Command::new(bin);
+            c.arg("--kubeconfig")
+                .arg(server.kubeconfig_path())
+                .args(["--node-name", &node, "--node-ip", "127.0.0.1"])
+                .args(["--port", "0"])
+                .args(["--pod-network", &network, "--pod-subnet", &subnet])
+                .arg("--root-dir")
+                .arg(root.path());
+            c
+        }
+        None => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.arg("kubelet-child")
+                .arg("--kubeconfig")
+                .arg(server.kubeconfig_path())
+                .args(["--node", &node, "--network", &network, "--subnet", &subnet])
+                .arg("--root")
+                .arg(root.path());
+            c
+        }
+    };
+    let child = cmd
         .env("RUST_LOG", "warn")
         .spawn()
         .context("starting the kubelet child")?;
@@ -474,8 +499,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "| batch throughput | {rate:.1} pods/s | {base_rate:.1} pairs/s | {:.2}x |",
         rate / base_rate
     );
+    let which = match &args.kubelet_bin {
+        Some(bin) => format!("`{}`", bin.display()),
+        None => "in this binary".to_string(),
+    };
     println!(
-        "| kubelet RSS, idle → {density} running pods | {:.1} MiB → {:.1} MiB | – | – |",
+        "| kubelet RSS ({which}), idle → {density} running pods | {:.1} MiB → {:.1} MiB | – | – |",
         idle_rss as f64 / 1024.0,
         dense_rss as f64 / 1024.0
     );
