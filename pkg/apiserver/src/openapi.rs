@@ -177,15 +177,38 @@ pub fn v3_group_version_with(
         .filter(|r| gv_path(r.group, r.version) == path)
         .collect();
     let first = members.first()?;
+    let (paths, schemas) = paths_and_schemas(members.iter().copied(), overrides, Value::clone);
+    let title = if first.group.is_empty() {
+        "Kubernetes".to_string()
+    } else {
+        format!("Kubernetes {}", first.group)
+    };
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": title, "version": VERSION},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+}
+
+/// The operations of `resources` and every component schema they reference (kinds, their
+/// subresource kinds, meta types). `overrides` are the published schemas of kinds without
+/// generated ones (custom resources), keyed by schema name; `convert` puts one into this
+/// document's dialect (as is for v3, swagger 2.0 for v2).
+fn paths_and_schemas<'a>(
+    resources: impl IntoIterator<Item = &'a ResourceInfo>,
+    overrides: &Map<String, Value>,
+    convert: impl Fn(&Value) -> Value,
+) -> (Map<String, Value>, Map<String, Value>) {
     let mut paths = Map::new();
     let mut skeletons = Map::new();
     let mut kinds = Vec::new();
-    for r in &members {
+    for r in resources {
         resource_paths(r, &mut paths);
         add_kind_schemas(r, &mut skeletons);
         let name = schema_name(r.group, r.version, r.kind);
         if let Some(schema) = overrides.get(&name) {
-            skeletons.insert(name.clone(), schema.clone());
+            skeletons.insert(name.clone(), convert(schema));
         }
         kinds.push(name);
         for s in &r.subresources {
@@ -199,17 +222,7 @@ pub fn v3_group_version_with(
     }
     meta_schemas(&mut skeletons);
     let schemas = referenced_schemas(&paths, kinds, &skeletons);
-    let title = if first.group.is_empty() {
-        "Kubernetes".to_string()
-    } else {
-        format!("Kubernetes {}", first.group)
-    };
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": title, "version": VERSION},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }))
+    (paths, schemas)
 }
 
 /// `/openapi/v2` as JSON: the swagger 2.0 document of `resources` (every operation, with GVK

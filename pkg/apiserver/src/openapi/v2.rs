@@ -13,40 +13,18 @@ use std::collections::HashSet;
 use kubelite_api::resource::ResourceInfo;
 use serde_json::{json, Map, Value};
 
-use super::schemas::{add_kind_schemas, kind_schema, meta_schemas, referenced_schemas};
-use super::{has_object_body, resource_paths, schema_name, VERSION};
-use crate::discovery::subresource_kind;
+use super::{paths_and_schemas, VERSION};
 
 const V3_REF_PREFIX: &str = "#/components/schemas/";
 
 /// The swagger 2.0 document of `resources`. `overrides` are the published v3 schemas of kinds
 /// without generated ones (custom resources), keyed by schema name, as for v3.
 pub(super) fn document(resources: &[ResourceInfo], overrides: &Map<String, Value>) -> Value {
-    let mut paths = Map::new();
-    let mut skeletons = Map::new();
-    let mut kinds = Vec::new();
-    for r in resources {
-        resource_paths(r, &mut paths);
-        add_kind_schemas(r, &mut skeletons);
-        let name = schema_name(r.group, r.version, r.kind);
-        if let Some(schema) = overrides.get(&name) {
-            skeletons.insert(
-                name.clone(),
-                kubelite_apiextensions::openapi::openapi_v2_schema(schema),
-            );
-        }
-        kinds.push(name);
-        for s in &r.subresources {
-            let (g, v, k) = subresource_kind(r, s);
-            if has_object_body(r, s) && (g != r.group || v != r.version || k != r.kind) {
-                skeletons
-                    .entry(schema_name(&g, &v, &k))
-                    .or_insert_with(|| kind_schema(&g, &v, &k));
-            }
-        }
-    }
-    meta_schemas(&mut skeletons);
-    let schemas = referenced_schemas(&paths, kinds, &skeletons);
+    let (paths, schemas) = paths_and_schemas(
+        resources,
+        overrides,
+        kubelite_apiextensions::openapi::openapi_v2_schema,
+    );
     let names: HashSet<&str> = schemas.keys().map(String::as_str).collect();
     let definitions: Map<String, Value> = schemas
         .iter()

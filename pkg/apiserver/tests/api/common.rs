@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kubelite_apiserver::testing::TestServer;
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt as _;
 
 pub struct Api {
     pub srv: TestServer,
@@ -161,4 +162,51 @@ pub fn rv(v: &Value) -> i64 {
         .expect("rv")
         .parse()
         .expect("numeric rv")
+}
+
+/// Run the real kubectl against `api`; returns (exit code, stdout, stderr).
+pub async fn kubectl(
+    api: &Api,
+    cache: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut cmd = kubectl_command(api, cache, args);
+    cmd.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
+    let mut child = cmd.spawn().expect("spawn kubectl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(input.as_bytes()).await.expect("write stdin");
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("kubectl finished in time")
+        .expect("kubectl ran");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn kubectl_command(
+    api: &Api,
+    cache: &std::path::Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(api.srv.kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }

@@ -2,14 +2,9 @@
 //! and the real kubectl using it for `explain --output=plaintext-openapiv2` and for the
 //! client-side validation of `kind: List` manifests (built-in and custom kinds).
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
-
 use kubelite_apiserver::openapi::gnostic::Document;
 use prost::Message as _;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 use crate::crd::wait_served;
@@ -47,44 +42,6 @@ fn gadget_crd() -> Value {
             }],
         },
     })
-}
-
-/// Run the real kubectl with its own cache dir; returns (exit code, stdout, stderr).
-async fn kubectl(
-    api: &Api,
-    cache: &Path,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(api.srv.kubeconfig_path())
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn kubectl");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        pipe.write_all(input.as_bytes()).await.expect("write stdin");
-        drop(pipe);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .expect("kubectl finished in time")
-        .expect("kubectl ran");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 async fn get_v2(api: &Api, accept: &str, etag: Option<&str>) -> reqwest::Response {

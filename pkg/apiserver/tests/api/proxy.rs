@@ -3,7 +3,6 @@
 //! drive it, and at the byte level where the protocol is the kubelet's (SPDY port-forward).
 
 use std::net::SocketAddr;
-use std::path::Path as FsPath;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::common::{Api, TIMEOUT};
+use crate::common::{kubectl, kubectl_command, Api, TIMEOUT};
 
 /// Bound for every test here (kubectl starts a Go binary per call, on a busy 2-core box).
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
@@ -239,49 +238,6 @@ async fn add_pod(api: &Api, name: &str, node: Option<&str>, containers: &[&str])
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec});
     let (code, body) = api.post("/api/v1/namespaces/default/pods", pod).await;
     assert_eq!(code, 201, "{body}");
-}
-
-/// Run the real kubectl against `api`; returns (exit code, stdout, stderr).
-async fn kubectl(
-    api: &Api,
-    cache: &FsPath,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
-    let mut cmd = kubectl_command(api, cache, args);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd.spawn().expect("spawn kubectl");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        pipe.write_all(input.as_bytes()).await.expect("write stdin");
-        drop(pipe);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .expect("kubectl finished in time")
-        .expect("kubectl ran");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn kubectl_command(api: &Api, cache: &FsPath, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(api.srv.kubeconfig_path())
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
 }
 
 /// Send a raw HTTP/1.1 request head; returns the stream, status code, lowercase head, and the
