@@ -55,12 +55,15 @@ pub(crate) async fn sync_one(
     let latest = mine.last().cloned();
     o.previous = mine.len().checked_sub(2).and_then(|i| mine.get(i).cloned());
     o.restart_count = latest.as_ref().map(attempt).unwrap_or(0);
+    // Whether a created container was started here, so the listed state is out of date.
+    let mut started = false;
     let start_attempt = match &latest {
         None => Some(0),
         Some(l) => match l.state {
             RunState::Running => None,
             RunState::Created => {
                 k.runtime.start(&l.id).await?;
+                started = true;
                 None
             }
             RunState::Exited { code, .. } => {
@@ -117,8 +120,9 @@ pub(crate) async fn sync_one(
         }
     }
     o.current = match latest {
-        Some(l) => Some(k.runtime.inspect(&l.id, None).await?),
-        None => None,
+        Some(l) if started => Some(k.runtime.inspect(&l.id, None).await?),
+        // As listed at the start of this sync: a change since is seen on the next resync.
+        other => other,
     };
     if init {
         return Ok(o);

@@ -1,10 +1,15 @@
 //! The Docker implementation of [`Runtime`]; the only module that knows `bollard`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectNetworkOptions, ListContainersOptions,
     ListNetworksOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
@@ -13,22 +18,93 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 use crate::runtime::{
     ContainerInfo, ContainerSpec, ExecSession, LogOptions, Result, RunState, Runtime, RuntimeError,
 };
 
+/// How many short Docker requests are in flight at once. bollard pools no connections, so
+/// each request is a connection with its own buffers and task; when 100 pod workers sync at
+/// once (a batch of new pods, a node drain) they would open 100 connections together, and
+/// the heap keeps that high-water mark long after. Docker serializes most container
+/// operations anyway, so a few at a time start pods as fast.
+const MAX_REQUESTS: usize = 8;
+
 /// Docker Engine over its local socket.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Permits for [`MAX_REQUESTS`]; calls that can last (a stop's grace period, pulls,
+    /// log, exec and attach streams) take none.
+    requests: Arc<Semaphore>,
+    /// What [`Runtime::list`] last inspected per container id, with the listed state it was
+    /// inspected in. A kubelet container only moves forward (created → running → exited; the
+    /// kubelet never restarts one, it creates the next attempt), so while the list shows the
+    /// same state the inspection still holds: a steady node re-lists without re-inspecting,
+    /// as upstream's PLEG inspects only the containers whose state changed.
+    inspected: Arc<Mutex<HashMap<String, (ContainerSummaryStateEnum, ContainerInfo)>>>,
 }
 
 impl DockerRuntime {
     /// Connects with the local defaults (`DOCKER_HOST` or `/var/run/docker.sock`); no IO yet.
     pub fn connect() -> Result<Self> {
         let docker = Docker::connect_with_local_defaults().map_err(err)?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            requests: Arc::new(Semaphore::new(MAX_REQUESTS)),
+            inspected: Arc::default(),
+        })
+    }
+
+    /// Runs one short request under a [`MAX_REQUESTS`] permit.
+    async fn limited<F: Future>(&self, request: F) -> F::Output {
+        // The semaphore is never closed; were it, requests would simply go unthrottled.
+        let _permit = self.requests.acquire().await.ok();
+        request.await
+    }
+
+    fn inspected(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (ContainerSummaryStateEnum, ContainerInfo)>>
+    {
+        self.inspected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The container as of a list that saw it in `state`: the earlier inspection while the
+    /// state is the same, a fresh one otherwise. `None` when it is gone.
+    async fn listed(
+        &self,
+        id: &str,
+        state: Option<ContainerSummaryStateEnum>,
+    ) -> Result<Option<ContainerInfo>> {
+        // Transient states (restarting, removing, ...) are inspected every time.
+        let stable = state.filter(|s| {
+            matches!(
+                s,
+                ContainerSummaryStateEnum::CREATED
+                    | ContainerSummaryStateEnum::RUNNING
+                    | ContainerSummaryStateEnum::EXITED
+            )
+        });
+        if let Some(s) = stable {
+            if let Some((was, info)) = self.inspected().get(id) {
+                if *was == s {
+                    return Ok(Some(info.clone()));
+                }
+            }
+        }
+        match self.inspect(id, None).await {
+            Ok(info) => {
+                if let Some(s) = stable {
+                    self.inspected().insert(id.to_string(), (s, info.clone()));
+                }
+                Ok(Some(info))
+            }
+            // Removed between list and inspect: it is simply gone.
+            Err(RuntimeError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The underlying client, for image import and exec.
@@ -161,12 +237,12 @@ fn to_info(r: bollard::models::ContainerInspectResponse, network: Option<&str>) 
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn version(&self) -> Result<String> {
-        let v = self.docker.version().await.map_err(err)?;
+        let v = self.limited(self.docker.version()).await.map_err(err)?;
         Ok(format!("docker://{}", v.version.unwrap_or_default()))
     }
 
     async fn image_present(&self, image: &str) -> Result<bool> {
-        match self.docker.inspect_image(image).await {
+        match self.limited(self.docker.inspect_image(image)).await {
             Ok(_) => Ok(true),
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..
@@ -187,14 +263,19 @@ impl Runtime for DockerRuntime {
         while let Some(item) = progress.next().await {
             item.map_err(err)?;
         }
-        let inspected = self.docker.inspect_image(image).await.map_err(err)?;
+        let inspected = self
+            .limited(self.docker.inspect_image(image))
+            .await
+            .map_err(err)?;
         Ok(inspected.size.unwrap_or(0))
     }
 
     async fn enable_hairpin(&self, network: &str) -> Result<()> {
         let net = self
-            .docker
-            .inspect_network(network, None::<InspectNetworkOptions>)
+            .limited(
+                self.docker
+                    .inspect_network(network, None::<InspectNetworkOptions>),
+            )
             .await
             .map_err(err)?;
         // Docker names a user-defined bridge `br-<first 12 of the id>` unless told otherwise.
@@ -228,10 +309,9 @@ impl Runtime for DockerRuntime {
     async fn ensure_network(&self, name: &str, subnet: &str) -> Result<()> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let existing = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
+            .limited(self.docker.list_networks(Some(ListNetworksOptions {
                 filters: Some(filters),
-            }))
+            })))
             .await
             .map_err(err)?;
         // The name filter matches substrings, so compare exactly.
@@ -254,7 +334,9 @@ impl Runtime for DockerRuntime {
             )])),
             ..Default::default()
         };
-        self.docker.create_network(req).await.map_err(err)?;
+        self.limited(self.docker.create_network(req))
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -297,15 +379,16 @@ impl Runtime for DockerRuntime {
             ..Default::default()
         };
         let r = self
-            .docker
-            .create_container(Some(opts), body)
+            .limited(self.docker.create_container(Some(opts), body))
             .await
             .map_err(err)?;
         Ok(r.id)
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        self.docker.start_container(id, None).await.map_err(err)
+        self.limited(self.docker.start_container(id, None))
+            .await
+            .map_err(err)
     }
 
     async fn stop(&self, id: &str, grace_seconds: i64) -> Result<()> {
@@ -330,7 +413,11 @@ impl Runtime for DockerRuntime {
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(opts)).await {
+        self.inspected().remove(id);
+        match self
+            .limited(self.docker.remove_container(id, Some(opts)))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(DockerError::DockerResponseServerError {
                 status_code: 404 | 409,
@@ -348,22 +435,34 @@ impl Runtime for DockerRuntime {
             filters: Some(filters),
             ..Default::default()
         };
-        let summaries = self.docker.list_containers(Some(opts)).await.map_err(err)?;
+        let summaries = self
+            .limited(self.docker.list_containers(Some(opts)))
+            .await
+            .map_err(err)?;
         let mut out = Vec::with_capacity(summaries.len());
+        let mut seen = HashSet::with_capacity(summaries.len());
         for s in summaries {
             let Some(id) = s.id else { continue };
-            match self.inspect(&id, None).await {
-                Ok(info) => out.push(info),
-                // Removed between list and inspect: it is simply gone.
-                Err(RuntimeError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+            if let Some(info) = self.listed(&id, s.state).await? {
+                out.push(info);
             }
+            seen.insert(id);
         }
+        // Inspections of containers this list would have shown are of containers now gone.
+        self.inspected().retain(|id, (_, info)| {
+            seen.contains(id)
+                || !labels
+                    .iter()
+                    .all(|(k, v)| info.labels.get(*k).map(String::as_str) == Some(*v))
+        });
         Ok(out)
     }
 
     async fn inspect(&self, id: &str, network: Option<&str>) -> Result<ContainerInfo> {
-        let r = self.docker.inspect_container(id, None).await.map_err(err)?;
+        let r = self
+            .limited(self.docker.inspect_container(id, None))
+            .await
+            .map_err(err)?;
         Ok(to_info(r, network))
     }
 
@@ -445,7 +544,10 @@ impl Runtime for DockerRuntime {
     async fn exec_exit_code(&self, exec_id: &str) -> Result<i64> {
         // The output stream can end a moment before Docker records the exit code.
         for _ in 0..50 {
-            let r = self.docker.inspect_exec(exec_id).await.map_err(err)?;
+            let r = self
+                .limited(self.docker.inspect_exec(exec_id))
+                .await
+                .map_err(err)?;
             if r.running != Some(true) {
                 return Ok(r.exit_code.unwrap_or(0));
             }
@@ -508,7 +610,10 @@ impl Runtime for DockerRuntime {
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
         let opts = bollard::query_parameters::RemoveVolumeOptions { force: true };
-        match self.docker.remove_volume(name, Some(opts)).await {
+        match self
+            .limited(self.docker.remove_volume(name, Some(opts)))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..

@@ -236,6 +236,10 @@ pub enum Call {
     Remove(String),
     /// `pull(image)`.
     Pull(String),
+    /// `list` with its `key=value` label filters.
+    List(Vec<String>),
+    /// `inspect(id)`.
+    Inspect(String),
 }
 
 /// A recording in-memory runtime for unit tests of the sync logic.
@@ -380,8 +384,10 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
-        Ok(self
-            .lock()
+        let filters = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut st = self.lock();
+        st.calls.push(Call::List(filters));
+        Ok(st
             .containers
             .iter()
             .filter(|c| {
@@ -393,8 +399,9 @@ impl Runtime for FakeRuntime {
             .collect())
     }
     async fn inspect(&self, id: &str, _network: Option<&str>) -> Result<ContainerInfo> {
-        self.lock()
-            .containers
+        let mut st = self.lock();
+        st.calls.push(Call::Inspect(id.into()));
+        st.containers
             .iter()
             .find(|c| c.id == id)
             .cloned()
