@@ -32,6 +32,10 @@ pub struct Cache {
     namespaces: NamespaceLabels,
     /// Pending pods nominated to a node by preemption: key -> (node, pod).
     nominated: HashMap<String, (String, Arc<PodInfo>)>,
+    /// Pods on known nodes that carry inter-pod (anti-)affinity terms: while there are none,
+    /// a pod without terms of its own need not visit every node for InterPodAffinity
+    /// (upstream keeps `HavePodsWithAffinityList` in its snapshot for the same reason).
+    affinity_pods: usize,
 }
 
 impl Cache {
@@ -58,6 +62,7 @@ impl Cache {
         for p in self.pods.values().filter(|p| p.node == name) {
             info.add_pod(p.info.clone());
         }
+        self.affinity_pods += info.pods_with_affinity;
         self.index.insert(name, self.nodes.len());
         self.nodes.push(info);
         self.count_images(self.nodes.len() - 1, true);
@@ -81,6 +86,11 @@ impl Cache {
         self.image_nodes.get(name).copied().unwrap_or(0)
     }
 
+    /// Whether any pod placed on a known node carries inter-pod (anti-)affinity terms.
+    pub fn has_affinity_pods(&self) -> bool {
+        self.affinity_pods > 0
+    }
+
     /// Whether any node reports images at all (lets the hot path skip ImageLocality).
     pub fn has_images(&self) -> bool {
         !self.image_nodes.is_empty()
@@ -93,7 +103,8 @@ impl Cache {
         };
         self.count_images(i, false);
         self.index.remove(name);
-        self.nodes.swap_remove(i);
+        let gone = self.nodes.swap_remove(i);
+        self.affinity_pods = self.affinity_pods.saturating_sub(gone.pods_with_affinity);
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name.clone(), i);
         }
@@ -106,6 +117,9 @@ impl Cache {
 
     fn attach(&mut self, key: &str, placed: Placed) {
         if let Some(i) = self.index.get(&placed.node) {
+            if placed.info.has_pod_affinity() {
+                self.affinity_pods += 1;
+            }
             self.nodes[*i].add_pod(placed.info.clone());
         }
         self.pods.insert(key.to_string(), placed);
@@ -117,7 +131,9 @@ impl Cache {
             return false;
         };
         if let Some(i) = self.index.get(&old.node) {
-            self.nodes[*i].remove_pod(key);
+            if self.nodes[*i].remove_pod(key) && old.info.has_pod_affinity() {
+                self.affinity_pods = self.affinity_pods.saturating_sub(1);
+            }
         }
         true
     }
@@ -277,5 +293,35 @@ mod tests {
         assert_eq!(c.node("a").map(|n| n.requested.milli_cpu), Some(300));
         assert!(c.remove_pod("ns/p1"));
         assert_eq!(c.node("a").map(|n| n.pods.len()), Some(0));
+    }
+
+    #[test]
+    fn counts_placed_pods_with_affinity_through_node_churn() {
+        let mut with_terms = PodInfo {
+            key: "ns/aff".into(),
+            ..PodInfo::default()
+        };
+        with_terms
+            .preferred_affinity
+            .push(crate::podinfo::AffinityTerm {
+                namespaces: vec!["ns".into()],
+                namespace_selector: None,
+                selector: crate::labels::Selector::compile(None),
+                topology_key: "zone".into(),
+                weight: 1,
+            });
+        let mut c = Cache::default();
+        c.upsert_node(&node("a"));
+        c.assume(pod("ns/plain", 100), "a");
+        assert!(!c.has_affinity_pods());
+        c.assume(Arc::new(with_terms), "a");
+        assert!(c.has_affinity_pods());
+        // The node goes (its pods stay known), then comes back with them.
+        c.remove_node("a");
+        assert!(!c.has_affinity_pods());
+        c.upsert_node(&node("a"));
+        assert!(c.has_affinity_pods());
+        c.forget("ns/aff");
+        assert!(!c.has_affinity_pods());
     }
 }

@@ -10,6 +10,11 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// POSTs `pods/<name>/binding` targeting `node`.
+///
+/// The scheduler's hottest write: the body is written straight into one pre-sized buffer and
+/// the answer (a `Status`) is not decoded, instead of building a `serde_json::Value`,
+/// serializing it, and decoding the reply into another (`Api::create_subresource`). Errors
+/// are the same `kube::Error::Api` with the server's `Status`.
 pub async fn bind(
     client: &kube::Client,
     ns: &str,
@@ -17,25 +22,41 @@ pub async fn bind(
     uid: &str,
     node: &str,
 ) -> kube::Result<()> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let mut meta = json!({"name": name, "namespace": ns});
-    if !uid.is_empty() {
-        meta["uid"] = json!(uid);
-    }
-    let binding = json!({
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": meta,
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-    });
-    api.create_subresource::<_, serde_json::Value>(
-        "binding",
-        name,
-        &PostParams::default(),
-        &binding,
-    )
-    .await?;
+    let url = format!("/api/v1/namespaces/{ns}/pods");
+    let request = kube::core::Request::new(url)
+        .create_subresource(
+            "binding",
+            name,
+            &PostParams::default(),
+            binding_body(ns, name, uid, node),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await?;
     Ok(())
+}
+
+/// The `Binding` object as JSON: `metadata.uid` only when known (the API server then
+/// refuses a pod that was replaced under the same name).
+fn binding_body(ns: &str, name: &str, uid: &str, node: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(128 + ns.len() + name.len() + uid.len() + node.len());
+    b.extend_from_slice(br#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"#);
+    json_string(&mut b, name);
+    b.extend_from_slice(br#","namespace":"#);
+    json_string(&mut b, ns);
+    if !uid.is_empty() {
+        b.extend_from_slice(br#","uid":"#);
+        json_string(&mut b, uid);
+    }
+    b.extend_from_slice(br#"},"target":{"apiVersion":"v1","kind":"Node","name":"#);
+    json_string(&mut b, node);
+    b.extend_from_slice(b"}}");
+    b
+}
+
+/// Appends `s` as a JSON string (quoted and escaped).
+fn json_string(b: &mut Vec<u8>, s: &str) {
+    // Serializing a `str` into a `Vec` has no failure case (no IO, no non-string keys).
+    let _ = serde_json::to_writer(&mut *b, s);
 }
 
 /// Sets `PodScheduled=False, reason=Unschedulable` with `message`, unless the pod already
@@ -208,4 +229,32 @@ pub async fn preempt_victim(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_body_is_the_binding_object() {
+        let cases = [
+            ("ns", "p", "u-1", "node-1"),
+            ("ns", "p", "", "node-1"),
+            // Escaping: no valid name needs it, but the body must stay JSON whatever it gets.
+            ("n\"s", "p\\q", "u\n", "n\u{1}"),
+        ];
+        for (ns, name, uid, node) in cases {
+            let mut meta = json!({"name": name, "namespace": ns});
+            if !uid.is_empty() {
+                meta["uid"] = json!(uid);
+            }
+            let want = json!({
+                "apiVersion": "v1", "kind": "Binding", "metadata": meta,
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            let got: serde_json::Value =
+                serde_json::from_slice(&binding_body(ns, name, uid, node)).expect("json body");
+            assert_eq!(got, want, "{ns}/{name}");
+        }
+    }
 }

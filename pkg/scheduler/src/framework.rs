@@ -66,6 +66,11 @@ pub trait ScorePlugin: Send + Sync {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
     /// Maps raw scores to 0..=MAX_NODE_SCORE (default: already in range).
     fn normalize(&self, _scores: &mut [i64]) {}
+    /// Upstream's PreScore `Skip`: true when the plugin would give every node the same
+    /// normalized score for this pod, so it cannot change the ranking and is not run.
+    fn skip(&self, _state: &CycleState, _pod: &PodInfo) -> bool {
+        false
+    }
 }
 
 /// Scales scores so the highest becomes 100 (`reverse`: the highest becomes 0).
@@ -158,6 +163,9 @@ impl Framework {
         let mut total = vec![0i64; nodes.len()];
         let mut buf = vec![0i64; nodes.len()];
         for (plugin, weight) in &self.scores {
+            if plugin.skip(state, pod) {
+                continue;
+            }
             for (b, n) in buf.iter_mut().zip(nodes) {
                 *b = plugin.score(state, pod, n);
             }

@@ -71,6 +71,16 @@ fn node_of(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// Whether the pod still has `spec.schedulingGates` (upstream's SchedulingGates PreEnqueue
+/// plugin keeps such a pod out of the active queue; the API server set its
+/// `PodScheduled=False, reason=SchedulingGated` condition when it was created).
+pub(crate) fn gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
+}
+
 fn terminal(pod: &Pod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -285,6 +295,11 @@ fn on_pod(shared: &Shared, pod: Pod) {
     }
     // Assumed and binding: a stale event must not queue it a second time.
     if shared.cache().is_placed(&key) {
+        return;
+    }
+    if gated(&pod) {
+        // Waits outside the queue; the update that removes the last gate queues it.
+        shared.queue.remove(&key);
         return;
     }
     let nominated = pod

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, Pod, PodCondition, PodSpec, PodStatus,
+    Affinity, Container, ContainerPort, Pod, PodCondition, PodSchedulingGate, PodSpec, PodStatus,
     ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -128,6 +128,7 @@ struct WireSpec {
     tolerations: Option<Vec<Toleration>>,
     affinity: Option<Affinity>,
     topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    scheduling_gates: Option<Vec<PodSchedulingGate>>,
 }
 
 fn containers(cs: Vec<WireContainer>) -> Vec<Container> {
@@ -148,6 +149,7 @@ impl From<WireSpec> for PodSpec {
             tolerations: s.tolerations,
             affinity: s.affinity,
             topology_spread_constraints: s.topology_spread_constraints,
+            scheduling_gates: s.scheduling_gates,
             ..PodSpec::default()
         }
     }
@@ -179,6 +181,7 @@ impl From<WireStatus> for PodStatus {
 mod tests {
     use super::*;
     use crate::podinfo::PodInfo;
+    use crate::scheduler::gated;
     use serde_json::json;
 
     /// A pod using every field the scheduler reads, plus fields it does not.
@@ -197,6 +200,7 @@ mod tests {
             },
             "spec": {
                 "schedulerName": "default-scheduler",
+                "schedulingGates": [{"name": "example.com/wait"}],
                 "nodeName": "",
                 "priority": 10,
                 "preemptionPolicy": "Never",
@@ -256,6 +260,14 @@ mod tests {
         let status = s.status.as_ref().expect("status");
         assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
         assert_eq!(spec.scheduler_name.as_deref(), Some("default-scheduler"));
+        assert_eq!(
+            spec.scheduling_gates,
+            full_pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.scheduling_gates.clone())
+        );
+        assert!(gated(s));
         assert_eq!(status.phase.as_deref(), Some("Pending"));
         assert_eq!(
             status.conditions,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kubelite_apiserver::testing::TestServer;
 use kubelite_scheduler::metrics::AttemptResult;
 use serde_json::json;
@@ -412,5 +412,47 @@ async fn pod_affinity_namespace_selector_follows_namespace_labels() -> anyhow::R
         )
         .await?;
     assert_eq!(bound(&c, "far", T).await?, "n2");
+    Ok(())
+}
+
+#[tokio::test]
+async fn scheduling_gates_hold_a_pod_until_removed() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let c = server.client();
+    node(&c, "n1", "4", json!({}), json!([])).await?;
+    let sched = start(c.clone(), config());
+    pod(
+        &c,
+        "gated",
+        "100m",
+        json!({}),
+        json!({"schedulingGates": [{"name": "example.com/quota"}]}),
+    )
+    .await?;
+    pod(&c, "free", "100m", json!({}), json!({})).await?;
+    // The ungated pod, created after the gated one, is bound, so the gated one was seen (the
+    // watch is in order) and, had it been queued, tried first; its binding would be done by
+    // now.
+    bound(&c, "free", T).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(node_of(&c, "gated").await?, None);
+    assert_eq!(sched.metrics.attempts(AttemptResult::Scheduled), 1);
+    let cond = scheduled_condition(&c, "gated").await?;
+    assert_eq!(
+        cond.map(|(status, reason, _)| (status, reason)),
+        Some(("False".to_string(), "SchedulingGated".to_string()))
+    );
+    // Held, not tried: no failed attempt for it.
+    assert_eq!(sched.metrics.attempts(AttemptResult::Unschedulable), 0);
+
+    // Removing the last gate makes it schedulable.
+    Api::<Pod>::namespaced(c.clone(), "default")
+        .patch(
+            "gated",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"schedulingGates": null}})),
+        )
+        .await?;
+    assert_eq!(bound(&c, "gated", T).await?, "n1");
     Ok(())
 }

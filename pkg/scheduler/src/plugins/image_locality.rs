@@ -74,6 +74,10 @@ impl ScorePlugin for ImageLocality {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         score(&state.images, pod, node)
     }
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        // No node reports images: every node scores 0.
+        state.images.spread.is_empty()
+    }
 }
 
 #[cfg(test)]

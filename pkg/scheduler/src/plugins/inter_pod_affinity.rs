@@ -199,6 +199,10 @@ impl ScorePlugin for InterPodAffinity {
     fn normalize(&self, scores: &mut [i64]) {
         min_max_normalize(scores)
     }
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        // No preferred term of the pod or of a placed pod matched: every node scores 0.
+        state.affinity.scores.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,10 @@ impl ScorePlugin for NodeAffinity {
     fn normalize(&self, scores: &mut [i64]) {
         default_normalize(scores, false)
     }
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        // Every node scores 0 (upstream's PreScore skips too).
+        pod.preferred_node_terms.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -134,6 +134,11 @@ impl ScorePlugin for PodTopologySpread {
         // -1 marks "node lacks the key"; it normalizes to 0.
         raw_score(&state.spread, pod, node).unwrap_or(-1)
     }
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        // Without ScheduleAnyway constraints every node scores the same (upstream's PreScore
+        // skips too).
+        pod.spread.iter().all(|c| c.hard)
+    }
     fn normalize(&self, scores: &mut [i64]) {
         let valid = scores.iter().copied().filter(|s| *s >= 0);
         let max = valid.clone().max().unwrap_or(0);
