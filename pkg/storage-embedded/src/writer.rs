@@ -64,6 +64,13 @@ pub(crate) struct Writer {
     pub policy: Policy,
     pub current: Revision,
     pub compacted: Revision,
+    /// Cap of the wait for more writes before a commit ([`crate::Options::commit_linger`]).
+    pub linger_max: Duration,
+    /// A request that arrived while the previous batch committed: the next batch starts with
+    /// it, and waits for more.
+    pub carry: Option<Msg>,
+    /// How long the previous commit took (the wait's length, under the cap).
+    pub last_commit: Duration,
 }
 
 type Reply = oneshot::Sender<Result<KeyValue, Error>>;
@@ -82,8 +89,16 @@ impl Writer {
             } else {
                 next_tick.saturating_duration_since(Instant::now())
             };
-            match self.rx.recv_timeout(wait) {
-                Ok(first) => self.batch(first),
+            // A request that came in during the last commit starts the next batch at once.
+            let next = match self.carry.take() {
+                Some(first) => Ok((first, self.last_commit.min(self.linger_max))),
+                None => self
+                    .rx
+                    .recv_timeout(wait)
+                    .map(|first| (first, Duration::ZERO)),
+            };
+            match next {
+                Ok((first, linger)) => self.batch(first, linger),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -112,29 +127,46 @@ impl Writer {
         debug!(revision = self.current, "storage writer stopped");
     }
 
-    /// Drains everything pending (up to the batch limits), commits the writes once, answers.
-    fn batch(&mut self, first: Msg) {
+    /// Drains everything pending (up to the batch limits), waits `linger` and drains again
+    /// when it is not zero, commits the writes once, answers.
+    fn batch(&mut self, first: Msg, linger: Duration) {
         let mut writes: Vec<(Op, Reply)> = Vec::new();
         let mut compacts = Vec::new();
         let mut bytes = 0usize;
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Write(op, reply) => {
-                    bytes += match &op {
-                        Op::Create { value, .. } | Op::Update { value, .. } => value.len(),
-                        Op::Delete { .. } => 0,
-                    };
-                    writes.push((op, reply));
+        let mut lingered = linger.is_zero();
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Write(op, reply) => {
+                        bytes += match &op {
+                            Op::Create { value, .. } | Op::Update { value, .. } => value.len(),
+                            Op::Delete { .. } => 0,
+                        };
+                        writes.push((op, reply));
+                    }
+                    Msg::Compact(rev, reply) => compacts.push((rev, reply)),
                 }
-                Msg::Compact(rev, reply) => compacts.push((rev, reply)),
+                if writes.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    next = self.rx.try_recv().ok();
+                }
             }
-            if writes.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                next = self.rx.try_recv().ok();
+            if lingered || writes.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
+                break;
             }
+            // One sleep, then one more drain: a wake-up per batch, not per request.
+            lingered = true;
+            std::thread::sleep(linger);
+            next = self.rx.try_recv().ok();
         }
         if !writes.is_empty() {
+            let started = Instant::now();
             self.commit_writes(writes);
+            self.last_commit = started.elapsed();
+            if !self.linger_max.is_zero() {
+                // Whoever wrote while we committed is likely not alone.
+                self.carry = self.rx.try_recv().ok();
+            }
         }
         for (rev, reply) in compacts {
             let _ = reply.send(self.compact_to(rev));

@@ -16,6 +16,7 @@ use crate::error::{ApiError, Result, Target};
 enum Refusal {
     Deleting,
     Assigned(String),
+    Gated,
     UidMismatch,
 }
 
@@ -24,13 +25,15 @@ impl Refusal {
         match self {
             Refusal::Deleting => "pod is being deleted, cannot be assigned to a host".into(),
             Refusal::Assigned(node) => format!("pod {name} is already assigned to node {node:?}"),
+            Refusal::Gated => format!("pod {name} has non-empty .spec.schedulingGates"),
             Refusal::UidMismatch => "the UID in the binding does not match the pod".into(),
         }
     }
 }
 
-/// Checks a stored pod can be bound: not being deleted, not bound yet, and the binding's
-/// `metadata.uid` (when set) is the pod's.
+/// Checks a stored pod can be bound: not being deleted, not bound yet, not held by scheduling
+/// gates (upstream rejects binding a scheduling-gated pod), and the binding's `metadata.uid`
+/// (when set) is the pod's.
 fn check_bindable(pod: &Value, binding_uid: Option<&str>) -> std::result::Result<(), Refusal> {
     let meta = pod.get("metadata");
     if meta.and_then(|m| m.get("deletionTimestamp")).is_some() {
@@ -43,6 +46,14 @@ fn check_bindable(pod: &Value, binding_uid: Option<&str>) -> std::result::Result
         .filter(|n| !n.is_empty())
     {
         return Err(Refusal::Assigned(n.to_string()));
+    }
+    if pod
+        .get("spec")
+        .and_then(|s| s.get("schedulingGates"))
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty())
+    {
+        return Err(Refusal::Gated);
     }
     if let Some(uid) = binding_uid {
         if Some(uid) != meta.and_then(|m| m.get("uid")).and_then(Value::as_str) {
@@ -277,6 +288,15 @@ mod tests {
         let mut deleting = pod.clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2026-01-02T03:04:05Z");
         assert_eq!(check_bindable(&deleting, None), Err(Refusal::Deleting));
+        let mut gated = pod.clone();
+        gated["spec"]["schedulingGates"] = json!([{"name": "example.com/quota"}]);
+        let refusal = check_bindable(&gated, None).expect_err("gated");
+        assert_eq!(
+            refusal.message("web"),
+            "pod web has non-empty .spec.schedulingGates"
+        );
+        gated["spec"]["schedulingGates"] = json!([]);
+        assert_eq!(check_bindable(&gated, None), Ok(()));
         // An empty nodeName is not a binding.
         let mut empty = pod;
         empty["spec"]["nodeName"] = json!("");

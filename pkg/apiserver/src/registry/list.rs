@@ -91,9 +91,13 @@ impl Page {
     }
 }
 
-/// A stored object's JSON with `metadata.resourceVersion` = `rev` added at the end of its
-/// metadata, without parsing it. `None` when the bytes are not the plain form storage holds
+/// A stored object's JSON with `metadata.resourceVersion` = `rev` added as the first field of
+/// its metadata, without parsing it. `None` when the bytes are not the plain form storage holds
 /// (top-level `metadata` object, no resourceVersion yet): the caller decodes them instead.
+/// Putting it first means the scan stops at the metadata key (after `apiVersion` and `kind`,
+/// in objects as clients send them) instead of crossing `managedFields`, the longest part of
+/// most metadata; JSON clients do not depend on key order (kubectl and kube-rs decode into maps
+/// and structs).
 pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
     const KEY: &[u8] = b"\"metadata\"";
     if mentions_resource_version(stored) {
@@ -102,8 +106,6 @@ pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
     let mut depth = 0usize;
     let mut in_str = false;
     let mut escaped = false;
-    // Depth and position just inside the top-level metadata object, once found.
-    let mut meta_open: Option<usize> = None;
     let mut i = 0;
     while i < stored.len() {
         let b = stored[i];
@@ -122,7 +124,7 @@ pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
             b'"' => {
                 // A top-level `"metadata"` followed by `:` is the key (a value string cannot be
                 // followed by a colon).
-                if depth == 1 && meta_open.is_none() && stored[i..].starts_with(KEY) {
+                if depth == 1 && stored[i..].starts_with(KEY) {
                     let mut j = i + KEY.len();
                     while stored.get(j).is_some_and(u8::is_ascii_whitespace) {
                         j += 1;
@@ -135,32 +137,27 @@ pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
                         if stored.get(j) != Some(&b'{') {
                             return None;
                         }
-                        meta_open = Some(j + 1);
-                        depth += 1;
-                        i = j + 1;
-                        continue;
+                        let open = j + 1;
+                        let mut k = open;
+                        while stored.get(k).is_some_and(u8::is_ascii_whitespace) {
+                            k += 1;
+                        }
+                        let empty = stored.get(k) == Some(&b'}');
+                        let field = format!(
+                            "\"resourceVersion\":\"{rev}\"{}",
+                            if empty { "" } else { "," }
+                        );
+                        let mut out = Vec::with_capacity(stored.len() + field.len());
+                        out.extend_from_slice(&stored[..open]);
+                        out.extend_from_slice(field.as_bytes());
+                        out.extend_from_slice(&stored[open..]);
+                        return Some(out);
                     }
                 }
                 in_str = true;
             }
             b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 1 {
-                    if let Some(open) = meta_open {
-                        let empty = stored[open..i].iter().all(u8::is_ascii_whitespace);
-                        let field = format!(
-                            "{}\"resourceVersion\":\"{rev}\"",
-                            if empty { "" } else { "," }
-                        );
-                        let mut out = Vec::with_capacity(stored.len() + field.len());
-                        out.extend_from_slice(&stored[..i]);
-                        out.extend_from_slice(field.as_bytes());
-                        out.extend_from_slice(&stored[i..]);
-                        return Some(out);
-                    }
-                }
-            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
             _ => {}
         }
         i += 1;
@@ -355,6 +352,7 @@ mod tests {
             json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a", "labels": {"metadata": "x"}}, "spec": {"s": "q\"}{"}}),
             json!({"kind": "Pod", "apiVersion": "v1", "spec": {"metadata": {"n": 1}}, "metadata": {}}),
             json!({"data": ["\\", "metadata"], "metadata": {"annotations": {"a": "\"metadata\":{"}}}),
+            json!({"spec": {"x": [{"metadata": {}}]}, "metadata": {"name": "late", "managedFields": [{"f:metadata": {}}]}}),
         ];
         for c in cases {
             let stored = serde_json::to_vec(&c).expect("encode");
@@ -389,6 +387,14 @@ mod tests {
         assert_eq!(
             stamp_rv(br#"{"metadata":{"resourceVersion":"3"}}"#, 1),
             None
+        );
+        assert_eq!(
+            stamp_rv(br#"{"metadata": { } }"#, 7).as_deref(),
+            Some(&br#"{"metadata": {"resourceVersion":"7"} }"#[..])
+        );
+        assert_eq!(
+            stamp_rv(br#"{"kind":"Pod","metadata":{"name":"a"}}"#, 7).as_deref(),
+            Some(&br#"{"kind":"Pod","metadata":{"resourceVersion":"7","name":"a"}}"#[..])
         );
     }
 

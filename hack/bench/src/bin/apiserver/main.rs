@@ -20,7 +20,7 @@ use kubelite_storage::Storage;
 use kubelite_storage_etcd::testing::EtcdServer;
 use reqwest::StatusCode;
 
-use load::{closed_count, closed_loop, expect, pod_json, Proto, Sample};
+use load::{closed_count, closed_loop, cpu_time, expect, per_op_us, pod_json, Proto, Sample};
 use report::Results;
 use server::{Backend, ServerProcess};
 
@@ -197,13 +197,15 @@ async fn bench_etcd(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Result<R
 }
 
 /// Creates of fresh 1 KiB values through the `Storage` trait with [`MANY`] writers.
-async fn raw_puts(store: Arc<dyn Storage>, per_run: Duration) -> anyhow::Result<Sample> {
+/// Also returns the CPU this process spent per put (the store's writer thread included).
+async fn raw_puts(store: Arc<dyn Storage>, per_run: Duration) -> anyhow::Result<(Sample, f64)> {
     let value = Bytes::from(vec![b'v'; 1024]);
     for i in 0..50 {
         store
             .create(&format!("/bench/warmup/{i}"), value.clone())
             .await?;
     }
+    let cpu = cpu_time(0)?;
     let s = closed_loop(MANY, per_run, move |n| {
         let (store, value) = (store.clone(), value.clone());
         async move {
@@ -212,8 +214,12 @@ async fn raw_puts(store: Arc<dyn Storage>, per_run: Duration) -> anyhow::Result<
         }
     })
     .await?;
-    eprintln!("  raw storage creates x{MANY}: {}", s.cell());
-    Ok(s)
+    let us = per_op_us(cpu_time(0)? - cpu, s.count);
+    eprintln!(
+        "  raw storage creates x{MANY}: {} ({us:.0} µs CPU each)",
+        s.cell()
+    );
+    Ok((s, us))
 }
 
 /// Everything measured against one server.
@@ -222,7 +228,7 @@ async fn bench_server(
     backend: &Backend,
     log: &Path,
     plan: &Plan,
-    raw: Sample,
+    (raw, raw_cpu_us): (Sample, f64),
 ) -> anyhow::Result<Results> {
     let begun = Instant::now();
     let server = ServerProcess::start(binary, backend, log).await?;
@@ -230,6 +236,7 @@ async fn bench_server(
     eprintln!("  server ready after {:?} at {base}", begun.elapsed());
     let mut r = Results {
         raw_puts: raw,
+        raw_cpu_us,
         rss_idle: server.memory()?.0,
         ..Results::default()
     };
@@ -281,6 +288,7 @@ async fn bench_server(
         for clients in [1, MANY] {
             let tag = format!("c{}-{clients}", if proto == Proto::H1 { 1 } else { 2 });
             let (client, url, t) = (client.clone(), pods.clone(), tag.clone());
+            let cpu = (cpu_time(server.pid())?, cpu_time(0)?);
             let s = closed_loop(clients, plan.per_run, move |n| {
                 let req = client
                     .post(&url)
@@ -289,7 +297,14 @@ async fn bench_server(
                 async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
             })
             .await?;
-            eprintln!("  create {} x{clients}: {}", proto.name(), s.cell());
+            let server_us = per_op_us(cpu_time(server.pid())? - cpu.0, s.count);
+            let client_us = per_op_us(cpu_time(0)? - cpu.1, s.count);
+            eprintln!(
+                "  create {} x{clients}: {} (CPU each: server {server_us:.0} µs, load generator {client_us:.0} µs)",
+                proto.name(),
+                s.cell()
+            );
+            r.create_cpu.push((proto, clients, server_us, client_us));
             if s.count > targets.1 {
                 targets = (tag, s.count);
             }

@@ -8,6 +8,10 @@ use crate::MANY;
 #[derive(Debug)]
 pub struct Results {
     pub raw_puts: Sample,
+    /// CPU microseconds per raw put (the benchmark process, store writer thread included).
+    pub raw_cpu_us: f64,
+    /// Per create run: server and load-generator CPU microseconds per create.
+    pub create_cpu: Vec<(Proto, usize, f64, f64)>,
     /// Whether the server spoke HTTP/2 over cleartext with prior knowledge (else why not).
     pub h2c: Result<(), String>,
     pub healthz: Vec<(Proto, Sample)>,
@@ -33,6 +37,8 @@ impl Default for Results {
     fn default() -> Self {
         Self {
             raw_puts: Sample::default(),
+            raw_cpu_us: 0.0,
+            create_cpu: Vec::new(),
             h2c: Err("not checked".into()),
             healthz: Vec::new(),
             livez: Vec::new(),
@@ -63,6 +69,14 @@ impl Results {
 
     fn of(rows: &[(Proto, Sample)], proto: Proto) -> Option<Sample> {
         rows.iter().find(|(p, _)| *p == proto).map(|(_, s)| *s)
+    }
+
+    /// (server, load generator) CPU µs per create.
+    fn create_cpu(&self, proto: Proto, clients: usize) -> Option<(f64, f64)> {
+        self.create_cpu
+            .iter()
+            .find(|(p, c, _, _)| *p == proto && *c == clients)
+            .map(|(_, _, s, l)| (*s, *l))
     }
 
     fn find(rows: &[(Proto, usize, Sample)], proto: Proto, clients: usize) -> Option<Sample> {
@@ -130,6 +144,32 @@ pub fn print(columns: &[(String, Results)], plan: &str) {
                     (Some(c), Some(h)) => ratio(c.per_sec, h.per_sec),
                     _ => "n/a".into(),
                 }
+            }),
+        ));
+    }
+    rows.push((
+        format!("CPU per raw storage create ({MANY} writers, in process)"),
+        Box::new(|r: &Results| format!("{:.0} µs", r.raw_cpu_us)),
+    ));
+    for proto in [Proto::H1, Proto::H2] {
+        rows.push((
+            format!(
+                "CPU per pod create, server / load generator ({MANY}, {})",
+                proto.name()
+            ),
+            Box::new(move |r: &Results| {
+                opt(r.create_cpu(proto, MANY), |(s, l)| {
+                    format!("{s:.0} µs / {l:.0} µs")
+                })
+            }),
+        ));
+        rows.push((
+            format!(
+                "raw put CPU ÷ server CPU per create ({MANY}, {})",
+                proto.name()
+            ),
+            Box::new(move |r: &Results| {
+                opt(r.create_cpu(proto, MANY), |(s, _)| ratio(r.raw_cpu_us, s))
             }),
         ));
     }
@@ -225,7 +265,7 @@ pub fn print(columns: &[(String, Results)], plan: &str) {
     }
 }
 
-fn opt(s: Option<Sample>, f: impl Fn(Sample) -> String) -> String {
+fn opt<T>(s: Option<T>, f: impl Fn(T) -> String) -> String {
     s.map_or_else(|| "n/a".into(), f)
 }
 
