@@ -390,7 +390,7 @@ mod tests {
         );
         assert_eq!(
             stamp_rv(br#"{"metadata": { } }"#, 7).as_deref(),
-            Some(&br#"{"metadata": {"resourceVersion":"7"} }"#[..])
+            Some(&br#"{"metadata": {"resourceVersion":"7" } }"#[..])
         );
         assert_eq!(
             stamp_rv(br#"{"kind":"Pod","metadata":{"name":"a"}}"#, 7).as_deref(),
