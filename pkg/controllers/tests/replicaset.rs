@@ -181,6 +181,11 @@ async fn adopts_orphans_and_releases_non_matching() -> anyhow::Result<()> {
             .then_some(()))
     })
     .await?;
+    // The status may still count the released pod for a moment: wait for the replacement.
+    wait_for("replacement", T, || async {
+        Ok((active_pods(&pods, "adopt").await?.len() == 2).then_some(()))
+    })
+    .await?;
     wait_ready(&rs_api, "adopt", 2).await?;
     assert_eq!(active_pods(&pods, "adopt").await?.len(), 2);
     Ok(())
