@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::framework::{CycleState, Framework};
 use crate::nodeinfo::NodeInfo;
-use crate::plugins::{image_locality, inter_pod_affinity, pod_topology_spread};
+use crate::plugins::image_locality;
 use crate::podinfo::PodInfo;
 
 /// Why a pod fits nowhere.
@@ -109,23 +109,8 @@ pub fn schedule(
             post_filter: None,
         });
     }
-    // InterPodAffinity only needs to visit every node when the pod has terms of its own or
-    // some placed pod has terms; otherwise its state is empty, and the visit (one cache
-    // miss per node, 5,000 of them a pod on a large cluster) was a third of the decision.
-    let affinity_nodes = if pod.has_pod_affinity() || cache.has_affinity_pods() {
-        nodes
-    } else {
-        &nodes[..0]
-    };
-    let state = CycleState {
-        affinity: inter_pod_affinity::PreState::compute_in(
-            pod,
-            affinity_nodes.iter(),
-            cache.namespaces(),
-        ),
-        spread: pod_topology_spread::PreState::compute(pod, nodes.iter()),
-        images: image_locality::PreState::compute(pod, cache),
-    };
+    let mut state = CycleState::for_cache(pod, cache);
+    state.images = image_locality::PreState::compute(pod, cache);
     // Room preemption freed for a pending pod of at least this priority is not ours to take
     // (upstream adds such nominated pods to the node before filtering).
     let mut nominated: HashMap<&str, Vec<&Arc<PodInfo>>> = HashMap::new();

@@ -2,6 +2,7 @@
 //! (cluster-wide precomputation done once per pod, so per-node work stays cheap), and the
 //! weighted, normalized scoring pipeline.
 
+use crate::cache::Cache;
 use crate::config::PluginWeights;
 use crate::labels::NamespaceLabels;
 use crate::nodeinfo::NodeInfo;
@@ -45,6 +46,28 @@ impl CycleState {
         CycleState {
             affinity: inter_pod_affinity::PreState::compute_in(pod, nodes.clone(), namespaces),
             spread: pod_topology_spread::PreState::compute(pod, nodes),
+            images: image_locality::PreState::default(),
+        }
+    }
+
+    /// [`CycleState::compute_in`] over every node of `cache`. InterPodAffinity visits the
+    /// nodes only when the pod has terms of its own or some placed pod has terms (upstream's
+    /// `HavePodsWithAffinityList`); otherwise its state is empty and the visit, one cache miss
+    /// per node on a large cluster, is skipped.
+    pub fn for_cache(pod: &PodInfo, cache: &Cache) -> Self {
+        let nodes = cache.nodes();
+        let visit = if pod.has_pod_affinity() || cache.has_affinity_pods() {
+            nodes
+        } else {
+            &nodes[..0]
+        };
+        CycleState {
+            affinity: inter_pod_affinity::PreState::compute_in(
+                pod,
+                visit.iter(),
+                cache.namespaces(),
+            ),
+            spread: pod_topology_spread::PreState::compute(pod, nodes.iter()),
             images: image_locality::PreState::default(),
         }
     }

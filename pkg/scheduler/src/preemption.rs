@@ -129,7 +129,7 @@ pub fn preempt(framework: &Framework, cache: &Cache, pod: &PodInfo) -> Outcome {
         return Outcome::NotEligible(POLICY_NEVER);
     }
     let nodes = cache.nodes();
-    let state = CycleState::compute_in(pod, nodes.iter(), cache.namespaces());
+    let state = CycleState::for_cache(pod, cache);
     if let Some(msg) = ineligible(framework, &state, cache, pod) {
         return Outcome::NotEligible(msg);
     }
