@@ -3,6 +3,10 @@
 
 use clap::Parser;
 
+// The allocator the API server ships with: a scheduler decodes and drops many small strings.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kubelite-scheduler", version, about = "The kubelite scheduler")]
 struct Cli {

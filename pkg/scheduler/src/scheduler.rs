@@ -104,10 +104,13 @@ pub(crate) async fn run(client: kube::Client, config: Config) -> Result<(), crat
     let mut tasks = JoinSet::new();
     let (nodes_synced_tx, mut nodes_synced) = watch::channel(false);
     let (pods_synced_tx, mut pods_synced) = watch::channel(false);
-    // Initial lists ask for resourceVersion=0 (`any_semantic`): served from the API server's
-    // watch cache in one response, as client-go's reflectors list, instead of paged
-    // consistent reads from storage.
-    let list = || watcher::Config::default().any_semantic();
+    // The initial state comes as a streaming list (a watch with `sendInitialEvents=true`,
+    // upstream's WatchList): served from the API server's watch cache, one object at a time,
+    // so neither side holds a whole list. The alternative, `any_semantic()`, did not reach the
+    // cache: kube-core leaves `resourceVersion=0` out of a list that has a `limit`, and the
+    // watcher pages by 500, so every start read every pod from storage; an unpaged
+    // `resourceVersion=0` list reached the cache but tripled the scheduler's peak memory.
+    let list = || watcher::Config::default().streaming_lists();
     let nodes = watcher::watcher(Api::<Node>::all(shared.client.clone()), list()).default_backoff();
     tasks.spawn(watch_nodes(shared.clone(), nodes, nodes_synced_tx));
     let pods =

@@ -456,3 +456,38 @@ async fn scheduling_gates_hold_a_pod_until_removed() -> anyhow::Result<()> {
     assert_eq!(bound(&c, "gated", T).await?, "n1");
     Ok(())
 }
+
+/// How many LISTs the API server has read from storage (`/metrics`).
+async fn storage_lists(client: &kube::Client) -> anyhow::Result<u64> {
+    let req = axum::http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("apiserver_storage_duration_seconds_count{operation=\"list\"}"));
+    Ok(match line.and_then(|l| l.rsplit(' ').next()) {
+        Some(n) => n.parse()?,
+        None => 0,
+    })
+}
+
+/// The informers' initial state comes from the API server's watch cache (streaming lists):
+/// starting a scheduler reads nothing from storage. (With kube-runtime's default paged
+/// lists, `resourceVersion=0` is dropped and every start read every pod from storage.)
+#[tokio::test]
+async fn initial_lists_come_from_the_watch_cache() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let c = server.client();
+    node(&c, "n1", "4", json!({}), json!([])).await?;
+    for i in 0..3 {
+        pod(&c, &format!("early{i}"), "100m", json!({}), json!({})).await?;
+    }
+    let before = storage_lists(&c).await?;
+    let _sched = start(c.clone(), config());
+    for i in 0..3 {
+        bound(&c, &format!("early{i}"), T).await?;
+    }
+    pod(&c, "late", "100m", json!({}), json!({})).await?;
+    assert_eq!(bound(&c, "late", T).await?, "n1");
+    assert_eq!(storage_lists(&c).await?, before);
+    Ok(())
+}
