@@ -165,19 +165,13 @@ pub fn stamp_rv(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
     None
 }
 
-/// Whether `"resourceVersion"` occurs anywhere in `json`. Anchored on its rare `V` (one byte
-/// test per position instead of a 17-byte window): every stored reply and watch event is
-/// stamped, and a full window scan showed in create profiles.
+/// Whether `"resourceVersion"` occurs anywhere in `json`. Every stored reply and watch event
+/// is stamped, so every object is scanned whole: memchr's SIMD substring search (a byte loop
+/// anchored on the rare `V` was 3-4% of the server's CPU under creates).
 fn mentions_resource_version(json: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\"resourceVersion\"";
-    const V_AT: usize = 9;
-    json.iter().enumerate().any(|(i, &b)| {
-        b == b'V'
-            && i >= V_AT
-            && json
-                .get(i - V_AT..i - V_AT + NEEDLE.len())
-                .is_some_and(|w| w == NEEDLE)
-    })
+    static NEEDLE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"resourceVersion\""));
+    NEEDLE.find(json).is_some()
 }
 
 /// Encode a continue token as upstream does: base64 of `{"v","rv","start"}`, where `start` is
