@@ -121,14 +121,15 @@ pub fn schedule(
             }
         }
     }
+    let active = framework.active_filters(&state, pod);
     let filter = |node: &NodeInfo| match nominated.get(node.name.as_str()) {
-        None => framework.filter(&state, pod, node),
+        None => Framework::filter_active(&active, &state, pod, node),
         Some(extra) => {
             let mut with = node.clone();
             for p in extra {
                 with.add_pod(Arc::clone(p));
             }
-            framework.filter(&state, pod, &with)
+            Framework::filter_active(&active, &state, pod, &with)
         }
     };
     // A pod that preempted tries its nominated node first (upstream evaluateNominatedNode).

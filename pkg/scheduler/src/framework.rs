@@ -79,6 +79,11 @@ pub trait FilterPlugin: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Ok` when the pod fits, otherwise the reasons it does not.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
+    /// Upstream's PreFilter `Skip`: true when the filter would accept every node for this pod
+    /// in this cycle, so it is not called per node.
+    fn skip(&self, _state: &CycleState, _pod: &PodInfo) -> bool {
+        false
+    }
 }
 
 /// A score: ranks feasible nodes.
@@ -181,6 +186,30 @@ impl Framework {
         Ok(())
     }
 
+    /// The filters that can reject `pod` in this cycle, in order: the others
+    /// ([`FilterPlugin::skip`]) would accept every node.
+    pub fn active_filters(&self, state: &CycleState, pod: &PodInfo) -> Vec<&dyn FilterPlugin> {
+        self.filters
+            .iter()
+            .map(|f| f.as_ref())
+            .filter(|f| !f.skip(state, pod))
+            .collect()
+    }
+
+    /// [`Framework::filter`] over the [`Framework::active_filters`] of the cycle: the same
+    /// answer, without calling per node the filters that cannot reject.
+    pub fn filter_active(
+        active: &[&dyn FilterPlugin],
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+    ) -> Result<(), Unfit> {
+        for f in active {
+            f.filter(state, pod, node)?;
+        }
+        Ok(())
+    }
+
     /// Weighted sum of normalized scores for each feasible node (same order as `nodes`).
     pub fn score(&self, state: &CycleState, pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
         let mut total = vec![0i64; nodes.len()];
@@ -204,6 +233,68 @@ impl Framework {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::testutil::{node, pod};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    /// A skipped filter (PreFilter `Skip`) never changes the answer: over pods with and
+    /// without each kind of constraint and nodes that reject in every way, the active filters
+    /// give what all filters give; a plain pod runs only the three that look at the node.
+    #[test]
+    fn skipped_filters_accept_every_node() {
+        let anti = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}]}});
+        let mut placed = pod(json!({"metadata": {"name": "db", "labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "c"}], "affinity": anti}}));
+        placed.key = "default/db".into();
+        let mut nodes = vec![
+            node("a", &[("zone", "z1"), ("disk", "ssd")]),
+            node("b", &[("zone", "z2")]),
+            node("c", &[]),
+            node("d", &[("zone", "z3")]),
+        ];
+        nodes[1].unschedulable = true;
+        nodes[2].used_ports.push(crate::podinfo::HostPort {
+            protocol: "TCP".into(),
+            ip: "0.0.0.0".into(),
+            port: 8080,
+        });
+        nodes[3].add_pod(Arc::new(placed));
+        let c = json!([{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]);
+        let pods = [
+            json!({"spec": {"containers": c}}),
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": c}}),
+            json!({"metadata": {"labels": {"app": "db"}}, "spec": {"containers": c}}),
+            json!({"spec": {"containers": c, "nodeName": "a"}}),
+            json!({"spec": {"containers": c, "nodeSelector": {"disk": "ssd"}}}),
+            json!({"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}),
+            json!({"spec": {"containers": c, "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                 "labelSelector": {"matchLabels": {"app": "x"}}}]}}),
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": c, "affinity": anti}}),
+        ];
+        let fw = Framework::new(&crate::PluginWeights::default());
+        for (i, p) in pods.into_iter().enumerate() {
+            let p = pod(p);
+            let state = CycleState::compute(&p, nodes.iter());
+            let active = fw.active_filters(&state, &p);
+            if i == 0 {
+                let names: Vec<_> = active.iter().map(|f| f.name()).collect();
+                assert_eq!(
+                    names,
+                    ["NodeUnschedulable", "TaintToleration", "NodeResourcesFit"]
+                );
+            }
+            for n in &nodes {
+                assert_eq!(
+                    Framework::filter_active(&active, &state, &p, n),
+                    fw.filter(&state, &p, n),
+                    "pod {i} on node {}",
+                    n.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn normalize_table() {

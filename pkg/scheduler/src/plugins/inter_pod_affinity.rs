@@ -32,6 +32,11 @@ pub struct PreState {
 }
 
 impl PreState {
+    /// No placed pod's required anti-affinity term matches the incoming pod.
+    pub fn no_existing_anti(&self) -> bool {
+        self.existing_anti.is_empty()
+    }
+
     /// Gathers domains over all nodes (no namespace labels known).
     pub fn compute<'a>(pod: &PodInfo, nodes: impl Iterator<Item = &'a NodeInfo>) -> Self {
         Self::compute_in(pod, nodes, &NamespaceLabels::new())
@@ -186,6 +191,10 @@ impl FilterPlugin for InterPodAffinity {
     }
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         fits(&state.affinity, pod, node).map_err(|r| vec![r.to_string()])
+    }
+    fn skip(&self, state: &CycleState, pod: &PodInfo) -> bool {
+        // No required term of its own and no placed pod's anti-affinity that matches it.
+        pod.affinity.is_empty() && pod.anti_affinity.is_empty() && state.affinity.no_existing_anti()
     }
 }
 

@@ -44,6 +44,9 @@ impl FilterPlugin for NodeAffinity {
             Err(vec![REASON.to_string()])
         }
     }
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.node_selector.is_empty() && pod.required_node_terms.is_none()
+    }
 }
 
 impl ScorePlugin for NodeAffinity {

@@ -26,6 +26,9 @@ impl FilterPlugin for NodeName {
             Err(vec![REASON.to_string()])
         }
     }
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.node_name.is_none()
+    }
 }
 
 #[cfg(test)]

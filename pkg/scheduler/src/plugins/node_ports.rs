@@ -29,6 +29,9 @@ impl FilterPlugin for NodePorts {
             Err(vec![REASON.to_string()])
         }
     }
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.host_ports.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -124,6 +124,10 @@ impl FilterPlugin for PodTopologySpread {
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         fits(&state.spread, pod, node).map_err(|r| vec![r.to_string()])
     }
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        // Only DoNotSchedule constraints filter.
+        pod.spread.iter().all(|c| !c.hard)
+    }
 }
 
 impl ScorePlugin for PodTopologySpread {
