@@ -231,6 +231,11 @@ async fn watch(
                     g.nodes.extend(fresh.clone());
                 }
                 fresh.keys().for_each(|u| c.queue.add(u.clone()));
+                if is_crd && !fresh.is_empty() {
+                    // A CRD created between our discovery and this (re)list comes only as a
+                    // list item, not as an Apply: rediscover now, not at the next period.
+                    c.rediscover.notify_one();
+                }
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(());
                 }
