@@ -136,8 +136,10 @@ pub fn preempt(framework: &Framework, cache: &Cache, pod: &PodInfo) -> Outcome {
     let want = num_candidates(nodes.len());
     let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut candidates: Vec<Candidate> = Vec::new();
+    // The same PreFilter skips as the scheduling pass: this loop also visits every node.
+    let active = framework.active_filters(&state, pod);
     for node in nodes {
-        let Err(why) = framework.filter(&state, pod, node) else {
+        let Err(why) = Framework::filter_active(&active, &state, pod, node) else {
             // Fits now (capacity freed meanwhile): the next attempt will simply place it.
             continue;
         };
