@@ -5,17 +5,19 @@
 //! the same number of pods created first, then bound by a plain client with the scheduler's
 //! bind concurrency. The scheduler/baseline ratio says how much of the ceiling is the scheduler.
 //! (3b) The scheduler over a backlog: the same number of pods created first, then a fresh
-//! scheduler started and timed until all are bound, like-for-like with (3).
+//! scheduler started and timed until all are bound, like-for-like with (3). (3) and (3b)
+//! alternate for `--rounds` rounds (3; 1 with `--quick`) and the median ratio is reported.
 //! (4) A create+bind baseline: a plain client creates each pod and binds it right away, the
 //! like-for-like ceiling of (2), which also pays for creating the pods.
 //! (5) The scheduler's own memory: after (2), a scheduler in a child process (this binary
 //! re-executed) lists the N nodes and the pods, binds one probe pod, and reports its RSS.
 //!
 //! `cargo run --release -p kubelite-scheduler --example bench -- [--nodes 5000] [--pods 30000]
-//! [--quick] [--in-memory-only] [--backlog-only] [--perf-ctl FIFO]`; `--quick` is the CI
+//! [--quick] [--rounds N] [--in-memory-only] [--backlog-only] [--perf-ctl FIFO [--perf-baseline]]`; `--quick` is the CI
 //! smoke (100 nodes, 500 pods). `--backlog-only` runs (3) and (3b) alone; `--perf-ctl`
 //! writes `enable`/`disable` to a `perf record --control fifo:FIFO -D -1` control FIFO around
-//! (3b), so a profile holds the backlog scheduler and nothing else.
+//! (3b), so a profile holds the backlog scheduler and nothing else (with `--perf-baseline`, around
+//! the bind baseline (3) instead).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -198,6 +200,12 @@ struct Opts {
     pods: usize,
     backlog_only: bool,
     perf_ctl: Option<String>,
+    /// Profile the bind baseline (3) instead of the backlog scheduler (3b).
+    perf_baseline: bool,
+    /// Whether the (first) backlog run was profiled already.
+    perf_done: std::sync::atomic::AtomicBool,
+    /// Alternating baseline/backlog rounds.
+    rounds: usize,
 }
 
 /// Writes a command (`enable`, `disable`) to a `perf record --control` FIFO.
@@ -422,6 +430,74 @@ async fn child_scheduler(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The middle value (the mean of the two middle values for an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// (3) The bind baseline: earlier pods deleted, `pods` pods created, then bound by a plain
+/// client with the scheduler's bind concurrency; returns (binds/s, process CPU a pod in us).
+async fn bind_baseline(o: &Opts, pod_api: &Api<Pod>, round: usize) -> anyhow::Result<(f64, f64)> {
+    let (nodes, pods) = (o.nodes, o.pods);
+    let binds = Config::default().max_in_flight_binds;
+    delete_all_pods(pod_api).await?;
+    let prefix = format!("base{round}");
+    create_named(pod_api, &prefix, pods).await?;
+    let ctl = o
+        .perf_ctl
+        .as_deref()
+        .filter(|_| o.perf_baseline && round == 0);
+    perf_ctl(ctl, "enable")?;
+    let start = Instant::now();
+    let cpu0 = process_cpu();
+    futures::stream::iter(0..pods)
+        .map(|i| {
+            let api = pod_api.clone();
+            let name = format!("{prefix}-{i}");
+            async move { bind_plain(&api, &name, i, nodes).await }
+        })
+        .buffer_unordered(binds)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = (process_cpu() - cpu0).as_secs_f64() * 1e6 / pods as f64;
+    perf_ctl(ctl, "disable")?;
+    Ok((pods as f64 / secs, cpu))
+}
+
+/// (3b) The scheduler over a backlog, like-for-like with the bind baseline: earlier pods
+/// deleted, `pods` pending pods created, then a fresh scheduler timed from its start (initial
+/// list included) until it has bound them all; returns (pods/s, process CPU a pod in us).
+async fn backlog(
+    o: &Opts,
+    client: &kube::Client,
+    pod_api: &Api<Pod>,
+) -> anyhow::Result<(f64, f64)> {
+    let pods = o.pods;
+    delete_all_pods(pod_api).await?;
+    create_named(pod_api, "drain", pods).await?;
+    let first = !o.perf_baseline && !o.perf_done.swap(true, std::sync::atomic::Ordering::Relaxed);
+    let ctl = o.perf_ctl.as_deref().filter(|_| first);
+    perf_ctl(ctl, "enable")?;
+    let start = Instant::now();
+    let cpu0 = process_cpu();
+    let (metrics, stop, sched) = start_scheduler(client);
+    wait_scheduled(&metrics, pods, "backlog").await?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = (process_cpu() - cpu0).as_secs_f64() * 1e6 / pods as f64;
+    perf_ctl(ctl, "disable")?;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), sched)
+        .await
+        .context("backlog scheduler stop")?;
+    Ok((pods as f64 / secs, cpu))
+}
+
 async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
     let (nodes, pods) = (o.nodes, o.pods);
     let binds = Config::default().max_in_flight_binds;
@@ -448,59 +524,59 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
         child_scheduler_rss(&server, &pod_api, nodes, pods).await?;
         Some(r)
     };
-    // Baseline on the same apiserver, scheduler stopped: create all, then bind with a plain client.
+    // The bind baseline (3) and the backlog scheduler (3b) alternate for `rounds` rounds; each
+    // round's ratio compares two runs a few seconds apart, and the median over the rounds is
+    // the figure (a single pair moves by +-15% on this machine). Every phase starts from the
+    // nodes and `pods` pending pods and nothing else: earlier pods are deleted first (grace 0:
+    // no kubelet finishes a graceful delete here), so neither side lists or caches pods the
+    // other never saw.
     let rss2 = proc_mib("VmRSS");
-    create_named(&pod_api, "base", pods).await?;
-    let bstart = Instant::now();
-    let bcpu0 = process_cpu();
-    futures::stream::iter(0..pods)
-        .map(|i| {
-            let api = pod_api.clone();
-            async move { bind_plain(&api, &format!("base-{i}"), i, nodes).await }
-        })
-        .buffer_unordered(binds)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let bsecs = bstart.elapsed().as_secs_f64();
-    let bcpu = (process_cpu() - bcpu0).as_secs_f64() * 1e6 / pods as f64;
-    let rss3 = proc_mib("VmRSS");
-    let base_rate = pods as f64 / bsecs;
-    println!(
-        "bind baseline: {pods} pre-created pods bound by a plain client ({binds} concurrent) in \
-         {bsecs:.2} s = {base_rate:.0} binds/s, {bcpu:.0} us of process CPU a pod{}",
-        e2e.map(|(r, ..)| format!("; scheduler end-to-end/baseline = {:.2}", r / base_rate))
-            .unwrap_or_default()
-    );
-    if o.backlog_only {
-        child_scheduler_rss(&server, &pod_api, nodes, pods).await?;
+    let mut rss3 = rss2;
+    let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
+    let mut base_rates = Vec::new();
+    let mut drain_rates = Vec::new();
+    for round in 0..o.rounds {
+        let (base_rate, bcpu) = bind_baseline(o, &pod_api, round).await?;
+        if round == 0 {
+            rss3 = proc_mib("VmRSS");
+            if o.backlog_only {
+                child_scheduler_rss(&server, &pod_api, nodes, pods).await?;
+            }
+        }
+        println!(
+            "round {}: bind baseline: {pods} pre-created pods bound by a plain client ({binds} \
+             concurrent) in {:.2} s = {base_rate:.0} binds/s, {bcpu:.0} us of process CPU a pod{}",
+            round + 1,
+            pods as f64 / base_rate,
+            e2e.map(|(r, ..)| format!("; scheduler end-to-end/baseline = {:.2}", r / base_rate))
+                .unwrap_or_default()
+        );
+        let (drain_rate, dcpu) = backlog(o, &client, &pod_api).await?;
+        println!(
+            "round {}: backlog: a fresh scheduler bound {pods} pre-created pods in {:.2} s = \
+             {drain_rate:.0} pods/s, {dcpu:.0} us of process CPU a pod; scheduler/bind baseline = \
+             {:.2} (by CPU a pod: {:.2})",
+            round + 1,
+            pods as f64 / drain_rate,
+            drain_rate / base_rate,
+            bcpu / dcpu
+        );
+        ratios.push(drain_rate / base_rate);
+        cpu_ratios.push(bcpu / dcpu);
+        base_rates.push(base_rate);
+        drain_rates.push(drain_rate);
     }
-    // The scheduler over a backlog, like-for-like with the bind baseline: the cluster holds
-    // what the baseline started from (the nodes and the same number of pending pods, the
-    // issue's scenario) before a fresh scheduler starts; timed from its start (initial list
-    // included) until it has bound them all. The pods of the earlier phases are deleted first
-    // (grace 0: no kubelet finishes a graceful delete here), so the scheduler does not also
-    // list 30,000 or more bound pods the baseline never read.
-    delete_all_pods(&pod_api).await?;
-    create_named(&pod_api, "drain", pods).await?;
-    perf_ctl(o.perf_ctl.as_deref(), "enable")?;
-    let dstart = Instant::now();
-    let dcpu0 = process_cpu();
-    let (drain_metrics, drain_stop, drain) = start_scheduler(&client);
-    wait_scheduled(&drain_metrics, pods, "backlog").await?;
-    let dsecs = dstart.elapsed().as_secs_f64();
-    let dcpu = (process_cpu() - dcpu0).as_secs_f64() * 1e6 / pods as f64;
-    perf_ctl(o.perf_ctl.as_deref(), "disable")?;
-    let _ = drain_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), drain)
-        .await
-        .context("backlog scheduler stop")?;
-    let drain_rate = pods as f64 / dsecs;
     println!(
-        "backlog: a fresh scheduler bound {pods} pre-created pods in {dsecs:.2} s = \
-         {drain_rate:.0} pods/s, {dcpu:.0} us of process CPU a pod; scheduler/bind baseline = \
-         {:.2} (by CPU a pod: {:.2})",
-        drain_rate / base_rate,
-        bcpu / dcpu
+        "backlog over {} rounds: scheduler {:.0} pods/s, bind baseline {:.0} binds/s (medians); \
+         scheduler/bind baseline median {:.2} (range {:.2}-{:.2}), by CPU a pod median {:.2}",
+        o.rounds,
+        median(&mut drain_rates),
+        median(&mut base_rates),
+        median(&mut ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+        median(&mut cpu_ratios),
     );
     let Some((sched_rate, rss0, rss1)) = e2e else {
         return Ok(());
@@ -566,6 +642,11 @@ async fn main() -> anyhow::Result<()> {
         pods: flag("--pods")?.unwrap_or(if quick { 500 } else { 30000 }),
         backlog_only: args.iter().any(|a| a == "--backlog-only"),
         perf_ctl: value("--perf-ctl")?.map(str::to_string),
+        perf_baseline: args.iter().any(|a| a == "--perf-baseline"),
+        perf_done: std::sync::atomic::AtomicBool::new(false),
+        rounds: flag("--rounds")?
+            .unwrap_or(if quick { 1 } else { 3 })
+            .max(1),
     };
     in_memory(opts.nodes, opts.pods)?;
     if args.iter().any(|a| a == "--in-memory-only") {
