@@ -65,11 +65,16 @@ struct Args {
     /// Where stores and logs go (a temp dir inside it).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Alternating pairs (raw puts, then HTTP/1.1 creates with 64 clients) whose median ratio
+    /// is the headline figure (default 3; 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
 }
 
 /// Sizes of one run, after `--quick`.
 struct Plan {
     per_run: Duration,
+    rounds: usize,
     list_pods: usize,
     page_size: usize,
     watchers: usize,
@@ -84,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let plan = if args.quick {
         Plan {
             per_run: Duration::from_millis(300),
+            rounds: args.rounds.unwrap_or(1).max(1),
             list_pods: 100,
             page_size: 25,
             watchers: 10,
@@ -94,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Plan {
             per_run: Duration::from_secs_f64(args.seconds.max(0.1)),
+            rounds: args.rounds.unwrap_or(3).max(1),
             list_pods: args.list_pods,
             page_size: args.page_size.max(1),
             watchers: args.watchers,
@@ -158,16 +165,16 @@ fn plan_summary(plan: &Plan) -> String {
 
 async fn bench_embedded(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Results> {
     // The raw baseline uses its own store in the same place: the server holds its file open.
+    // It stays open for the paired rounds and is removed with the work dir.
     let raw_dir = work.join("embedded-raw");
-    let raw = {
-        let store = kubelite_storage_embedded::EmbeddedStore::open(
+    let store: Arc<dyn Storage> = Arc::new(
+        kubelite_storage_embedded::EmbeddedStore::open(
             &raw_dir,
             kubelite_storage_embedded::Options::default(),
         )
-        .context("opening the embedded store")?;
-        raw_puts(Arc::new(store), plan.per_run).await?
-    };
-    std::fs::remove_dir_all(&raw_dir).ok();
+        .context("opening the embedded store")?,
+    );
+    let raw = raw_puts(store.clone(), plan.per_run, "first").await?;
     let backend = Backend::Embedded(work.join("embedded-server"));
     bench_server(
         binary,
@@ -175,6 +182,7 @@ async fn bench_embedded(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Resu
         &work.join("embedded-server.log"),
         plan,
         raw,
+        store,
     )
     .await
 }
@@ -183,33 +191,39 @@ async fn bench_etcd(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Result<R
     let etcd = EtcdServer::start_in(work, &[])
         .await
         .context("starting etcd")?;
-    let raw = {
-        let store = kubelite_storage_etcd::EtcdStore::connect(&[etcd.endpoint()], "/bench-raw")
+    let store: Arc<dyn Storage> = Arc::new(
+        kubelite_storage_etcd::EtcdStore::connect(&[etcd.endpoint()], "/bench-raw")
             .await
-            .context("connecting to etcd")?;
-        raw_puts(Arc::new(store), plan.per_run).await?
-    };
+            .context("connecting to etcd")?,
+    );
+    let raw = raw_puts(store.clone(), plan.per_run, "first").await?;
     let backend = Backend::Etcd {
         endpoint: etcd.endpoint(),
         prefix: String::new(),
     };
-    bench_server(binary, &backend, &work.join("etcd-server.log"), plan, raw).await
+    let log = work.join("etcd-server.log");
+    bench_server(binary, &backend, &log, plan, raw, store).await
 }
 
 /// Creates of fresh 1 KiB values through the `Storage` trait with [`MANY`] writers.
 /// Also returns the CPU this process spent per put (the store's writer thread included).
-async fn raw_puts(store: Arc<dyn Storage>, per_run: Duration) -> anyhow::Result<(Sample, f64)> {
+async fn raw_puts(
+    store: Arc<dyn Storage>,
+    per_run: Duration,
+    tag: &str,
+) -> anyhow::Result<(Sample, f64)> {
     let value = Bytes::from(vec![b'v'; 1024]);
     for i in 0..50 {
         store
-            .create(&format!("/bench/warmup/{i}"), value.clone())
+            .create(&format!("/bench/warmup-{tag}/{i}"), value.clone())
             .await?;
     }
     let cpu = cpu_time(0)?;
+    let prefix = format!("/bench/raw-{tag}");
     let s = closed_loop(MANY, per_run, move |n| {
-        let (store, value) = (store.clone(), value.clone());
+        let (store, value, key) = (store.clone(), value.clone(), format!("{prefix}/{n:09}"));
         async move {
-            store.create(&format!("/bench/raw/{n:09}"), value).await?;
+            store.create(&key, value).await?;
             Ok(())
         }
     })
@@ -229,6 +243,7 @@ async fn bench_server(
     log: &Path,
     plan: &Plan,
     (raw, raw_cpu_us): (Sample, f64),
+    raw_store: Arc<dyn Storage>,
 ) -> anyhow::Result<Results> {
     let begun = Instant::now();
     let server = ServerProcess::start(binary, backend, log).await?;
@@ -312,6 +327,29 @@ async fn bench_server(
         }
     }
     anyhow::ensure!(targets.1 > 0, "no pod was created");
+    // The headline ratio from alternating pairs: raw puts, then creates over HTTP/1.1 with
+    // the same concurrency, a few seconds apart, so both sides of each ratio see about the
+    // same machine (single rows move by +-15% between identical runs here).
+    for round in 0..plan.rounds {
+        let (raw, _) = raw_puts(raw_store.clone(), plan.per_run, &format!("round{round}")).await?;
+        let (client, url, t) = (h1.clone(), pods.clone(), format!("r{round}"));
+        let s = closed_loop(MANY, plan.per_run, move |n| {
+            let req = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(pod_json(&format!("{t}-{n}")));
+            async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
+        })
+        .await?;
+        eprintln!(
+            "  round {}: raw puts {:.0}/s, creates HTTP/1.1 x{MANY} {:.0}/s: {:.2}",
+            round + 1,
+            raw.per_sec,
+            s.per_sec,
+            s.per_sec / raw.per_sec
+        );
+        r.rounds.push((raw.per_sec, s.per_sec));
+    }
     for &(proto, client) in &protos {
         for clients in [1, MANY] {
             let (client, url, (tag, count)) = (client.clone(), pods.clone(), targets.clone());

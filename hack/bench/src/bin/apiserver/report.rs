@@ -10,6 +10,8 @@ pub struct Results {
     pub raw_puts: Sample,
     /// CPU microseconds per raw put (the benchmark process, store writer thread included).
     pub raw_cpu_us: f64,
+    /// Alternating pairs: (raw puts/s, creates/s over HTTP/1.1 with [`MANY`] clients).
+    pub rounds: Vec<(f64, f64)>,
     /// Per create run: server and load-generator CPU microseconds per create.
     pub create_cpu: Vec<(Proto, usize, f64, f64)>,
     /// Whether the server spoke HTTP/2 over cleartext with prior knowledge (else why not).
@@ -38,6 +40,7 @@ impl Default for Results {
         Self {
             raw_puts: Sample::default(),
             raw_cpu_us: 0.0,
+            rounds: Vec::new(),
             create_cpu: Vec::new(),
             h2c: Err("not checked".into()),
             healthz: Vec::new(),
@@ -119,6 +122,10 @@ pub fn print(columns: &[(String, Results)], plan: &str) {
             }
         }
     }
+    rows.push((
+        format!("**creates/s ÷ raw puts/s, median of alternating pairs** ({MANY}, HTTP/1.1)"),
+        Box::new(|r: &Results| paired(&r.rounds)),
+    ));
     for proto in [Proto::H1, Proto::H2] {
         rows.push((
             format!("**creates/s ÷ raw puts/s** ({MANY}, {})", proto.name()),
@@ -269,6 +276,22 @@ fn opt<T>(s: Option<T>, f: impl Fn(T) -> String) -> String {
     s.map_or_else(|| "n/a".into(), f)
 }
 
+/// The median ratio of alternating (raw, creates) pairs, with its range and count.
+fn paired(rounds: &[(f64, f64)]) -> String {
+    let mut r: Vec<f64> = rounds.iter().map(|(raw, c)| c / raw).collect();
+    if r.is_empty() {
+        return "n/a".into();
+    }
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    let median = if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
+    };
+    format!("{median:.2} (range {:.2}-{:.2}, {n} pairs)", r[0], r[n - 1])
+}
+
 fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}", a / b.max(f64::MIN_POSITIVE))
 }
@@ -285,4 +308,22 @@ fn list_cell(l: &ListTiming) -> String {
 
 fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired;
+
+    #[test]
+    fn paired_ratio_is_the_median_of_pairs() {
+        assert_eq!(paired(&[]), "n/a");
+        assert_eq!(
+            paired(&[(100.0, 40.0), (100.0, 50.0), (200.0, 60.0)]),
+            "0.40 (range 0.30-0.50, 3 pairs)"
+        );
+        assert_eq!(
+            paired(&[(100.0, 40.0), (100.0, 50.0)]),
+            "0.45 (range 0.40-0.50, 2 pairs)"
+        );
+    }
 }
