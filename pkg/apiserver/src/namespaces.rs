@@ -49,8 +49,20 @@ fn cached_namespace(reg: &Registry, info: &ResourceInfo, key: &str) -> Option<bo
     if cache.revision() < mark {
         return None;
     }
-    // Only the two fields that matter are decoded: this runs on every namespaced create.
-    let probe: NamespaceProbe = serde_json::from_slice(&cache.get_json(key)?).ok()?;
+    // This runs on every namespaced create. A namespace whose JSON holds neither marker is
+    // active (a terminating one has `deletionTimestamp` or phase `Terminating`); otherwise
+    // only the two fields that matter are decoded (the words may sit in a label instead).
+    terminating_json(&cache.get_json(key)?)
+}
+
+/// Whether a namespace's stored JSON says it is terminating (`None`: not decodable).
+fn terminating_json(json: &[u8]) -> Option<bool> {
+    if memchr::memmem::find(json, b"deletionTimestamp").is_none()
+        && memchr::memmem::find(json, b"Terminating").is_none()
+    {
+        return Some(false);
+    }
+    let probe: NamespaceProbe = serde_json::from_slice(json).ok()?;
     Some(probe.terminating())
 }
 
@@ -249,4 +261,28 @@ async fn finish(reg: &Registry, name: &str) -> Result<()> {
         None => reg.namespace_kick.notify_one(),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminating_json;
+
+    #[test]
+    fn terminating_from_json() {
+        let active = br#"{"metadata":{"name":"a"},"status":{"phase":"Active"}}"#;
+        assert_eq!(terminating_json(active), Some(false));
+        // The marker words in a label do not make a namespace terminating.
+        let labelled = br#"{"metadata":{"name":"a","labels":{"x":"Terminating"},
+            "annotations":{"deletionTimestamp":"no"}},"status":{"phase":"Active"}}"#;
+        assert_eq!(terminating_json(labelled), Some(false));
+        let phase = br#"{"metadata":{"name":"a"},"status":{"phase":"Terminating"}}"#;
+        assert_eq!(terminating_json(phase), Some(true));
+        let deleted = br#"{"metadata":{"name":"a","deletionTimestamp":"2026-12-06T00:00:00Z"},
+            "status":{"phase":"Active"}}"#;
+        assert_eq!(terminating_json(deleted), Some(true));
+        assert_eq!(
+            terminating_json(b"{\"status\":{\"phase\":\"Terminating\""),
+            None
+        );
+    }
 }

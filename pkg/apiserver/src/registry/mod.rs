@@ -348,7 +348,22 @@ pub fn name_of(obj: &Value) -> &str {
 
 /// Current time as upstream's RFC 3339 seconds (`2026-01-01T00:00:00Z`).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Formatting is most of the cost and the text changes once a second: each thread keeps
+    // the last second it formatted (creates, binds and deletes all stamp a time).
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let now = chrono::Utc::now();
+    let secs = now.timestamp();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        last.1.clone()
+    })
 }
 
 /// The time `secs` seconds from now, RFC 3339 seconds.
@@ -513,6 +528,20 @@ pub fn drop_empty_metadata(obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_rfc3339_seconds_and_current() {
+        let before = chrono::Utc::now().timestamp();
+        let a = now_rfc3339();
+        let b = now_rfc3339();
+        let after = chrono::Utc::now().timestamp();
+        let t = chrono::DateTime::parse_from_rfc3339(&a)
+            .expect("RFC 3339")
+            .timestamp();
+        assert!(before <= t && t <= after, "{a} outside [{before}, {after}]");
+        assert!(a.ends_with('Z') && a.len() == 20, "{a}");
+        assert!(b >= a);
+    }
 
     #[test]
     fn type_checks() {
