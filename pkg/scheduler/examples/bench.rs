@@ -61,16 +61,6 @@ fn pod(i: usize) -> anyhow::Result<Pod> {
     }))?)
 }
 
-/// The process's resident set (`VmRSS`) or peak (`VmHWM`) in MiB, from /proc/self/status.
-fn proc_mib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Records, per pod name, the first instant a watch shows it with `spec.nodeName` set; returns
 /// once `pods` names have been seen. Re-watches from the last resourceVersion on timeout.
 async fn watch_bound(
@@ -126,20 +116,11 @@ fn thread_cpu() -> Duration {
         .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
-/// CPU time of the whole process (all threads: API server, storage, clients, scheduler) from
-/// /proc/self/stat `utime + stime` (clock ticks of 10 ms). Per bound pod it is a figure that
-/// other work on a shared machine does not move, unlike the rates.
+/// CPU time of the whole process (all threads: API server, storage, clients, scheduler), 10 ms
+/// resolution. Per bound pod it is a figure that other work on a shared machine does not
+/// move, unlike the rates.
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
+    kubelite_bench::cpu_time(0).unwrap_or_default()
 }
 
 /// Latency percentile `q` (0..1) in ms over sorted `v`.
@@ -307,7 +288,7 @@ async fn scheduled_while_creating(
     let bound = Arc::new(Mutex::new(HashMap::new()));
     let watcher = tokio::spawn(watch_bound(pod_api.clone(), pods, bound.clone()));
     let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let rss0 = proc_mib("VmRSS");
+    let rss0 = kubelite_bench::status_mib("VmRSS");
     let (metrics, stop_tx, sched) = start_scheduler(client);
     let start = Instant::now();
     futures::stream::iter(0..pods)
@@ -332,7 +313,7 @@ async fn scheduled_while_creating(
     let created = start.elapsed();
     wait_scheduled(&metrics, pods, "end-to-end").await?;
     let secs = start.elapsed().as_secs_f64();
-    let rss1 = proc_mib("VmRSS");
+    let rss1 = kubelite_bench::status_mib("VmRSS");
     match tokio::time::timeout(Duration::from_secs(30), watcher).await {
         Ok(r) => r??,
         Err(_) => eprintln!(
@@ -414,7 +395,7 @@ async fn child_scheduler(url: &str) -> anyhow::Result<()> {
     let mut config = kube::Config::new(url.parse().context("server url")?);
     config.default_namespace = "default".into();
     let client = kube::Client::try_from(config)?;
-    let before = proc_mib("VmRSS");
+    let before = kubelite_bench::status_mib("VmRSS");
     let start = Instant::now();
     let (metrics, stop_tx, sched) = start_scheduler(&client);
     wait_scheduled(&metrics, 1, "child scheduler").await?;
@@ -422,8 +403,8 @@ async fn child_scheduler(url: &str) -> anyhow::Result<()> {
     println!(
         "child-scheduler: RSS {:.0} MiB (peak {:.0} MiB), {before:.0} MiB before the scheduler \
          started; listed everything and bound a probe pod in {synced:.2} s",
-        proc_mib("VmRSS"),
-        proc_mib("VmHWM"),
+        kubelite_bench::status_mib("VmRSS"),
+        kubelite_bench::status_mib("VmHWM"),
     );
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), sched).await;
@@ -530,7 +511,7 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
     // nodes and `pods` pending pods and nothing else: earlier pods are deleted first (grace 0:
     // no kubelet finishes a graceful delete here), so neither side lists or caches pods the
     // other never saw.
-    let rss2 = proc_mib("VmRSS");
+    let rss2 = kubelite_bench::status_mib("VmRSS");
     let mut rss3 = rss2;
     let mut ratios = Vec::new();
     let mut cpu_ratios = Vec::new();
@@ -539,7 +520,7 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
     for round in 0..o.rounds {
         let (base_rate, bcpu) = bind_baseline(o, &pod_api, round).await?;
         if round == 0 {
-            rss3 = proc_mib("VmRSS");
+            rss3 = kubelite_bench::status_mib("VmRSS");
             if o.backlog_only {
                 child_scheduler_rss(&server, &pod_api, nodes, pods).await?;
             }
@@ -612,7 +593,7 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
          (apiserver only), peak {:.0} MiB; scheduler share ~{:.0} MiB (difference of deltas)",
         rss1 - rss0,
         rss3 - rss2,
-        proc_mib("VmHWM"),
+        kubelite_bench::status_mib("VmHWM"),
         (rss1 - rss0) - (rss3 - rss2)
     );
     Ok(())

@@ -158,40 +158,6 @@ pub fn pod_json(name: &str) -> String {
     )
 }
 
-/// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`.
-/// `pid` 0 means this process. Linux reports it in USER_HZ ticks, which is 100 on every
-/// architecture this runs on: 10 ms resolution, enough over a run of seconds on 2 cores.
-pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    const USER_HZ: u64 = 100;
-    let path = if pid == 0 {
-        "/proc/self/stat".to_string()
-    } else {
-        format!("/proc/{pid}/stat")
-    };
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("malformed {path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let tick = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .with_context(|| format!("short {path}"))?
-            .parse::<u64>()
-            .with_context(|| format!("malformed {path}"))
-    };
-    let ticks = tick(11)? + tick(12)?;
-    Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
-}
-
-/// CPU microseconds per operation: `cpu` spread over `ops`.
-pub fn per_op_us(cpu: Duration, ops: u64) -> f64 {
-    cpu.as_secs_f64() * 1e6 / ops.max(1) as f64
-}
-
 /// Value at quantile `q` of sorted durations.
 pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
@@ -223,18 +189,5 @@ mod tests {
         assert_eq!(percentile(&d, 0.5), Duration::from_millis(51));
         assert_eq!(percentile(&d, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
-    }
-
-    #[test]
-    fn own_cpu_time_grows_with_work() {
-        let before = cpu_time(0).expect("own cpu time");
-        let begun = std::time::Instant::now();
-        let mut x = 0u64;
-        while begun.elapsed() < Duration::from_millis(60) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-        }
-        let after = cpu_time(0).expect("own cpu time");
-        assert!(after > before, "{before:?} -> {after:?}");
-        assert_eq!(per_op_us(Duration::from_millis(3), 1000), 3.0);
     }
 }

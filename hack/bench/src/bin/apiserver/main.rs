@@ -20,7 +20,8 @@ use kubelite_storage::Storage;
 use kubelite_storage_etcd::testing::EtcdServer;
 use reqwest::StatusCode;
 
-use load::{closed_count, closed_loop, cpu_time, expect, per_op_us, pod_json, Proto, Sample};
+use kubelite_bench::{cpu_time, per_op_us};
+use load::{closed_count, closed_loop, expect, pod_json, Proto, Sample};
 use report::Results;
 use server::{Backend, ServerProcess};
 
