@@ -485,8 +485,9 @@ pub async fn wait_node_ready(client: &kube::Client, node: &str, timeout: Duratio
     }
 }
 
-/// Whether this process runs as root (uid 0), read from /proc so no unsafe call is needed.
-fn is_root() -> bool {
+/// Whether this process runs as root (effective uid 0), read from /proc so no unsafe call is
+/// needed.
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -495,6 +496,17 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+/// Whether this host can run a whole dev cluster with its proxy: root (iptables, the service
+/// CIDR's dummy link) and a Docker daemon that answers `docker info`. The tests that start
+/// one skip without it.
+pub fn can_run_cluster() -> bool {
+    is_root()
+        && std::process::Command::new("docker")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 fn remove_dir_if_present(dir: &Path) -> Result<()> {

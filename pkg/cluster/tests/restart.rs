@@ -56,7 +56,7 @@ async fn stop(stop_tx: Stop, up: Running) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_on_the_same_data_dir_adopts_the_running_pod() -> Result<()> {
-    if !common::can_run() {
+    if !kubelite_cluster::can_run_cluster() {
         eprintln!("SKIP: needs root and a running Docker");
         return Ok(());
     }

@@ -13,7 +13,7 @@ use common::{wait_until, Cleanup, Kubectl, Unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dev_cluster_runs_the_examples_and_cleans_up() -> Result<()> {
-    if !common::can_run() {
+    if !kubelite_cluster::can_run_cluster() {
         eprintln!("SKIP: needs root and a running Docker");
         return Ok(());
     }

@@ -59,22 +59,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let docker = std::process::Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    root && docker
-}
-
 /// The backend: two busybox httpd pods serving their hostname on 8080, behind Service `web`
 /// (port 80) in namespace `b`; the client pod idles in namespace `a`.
 fn manifests(node: &str) -> String {
@@ -150,7 +134,7 @@ async fn get(k: &Kubectl, host: &str, port: u16) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pods_reach_services_across_namespaces_by_name_and_cluster_ip() -> Result<()> {
-    if !can_run() {
+    if !kubelite_cluster::can_run_cluster() {
         eprintln!("SKIP: needs root and a running Docker");
         return Ok(());
     }

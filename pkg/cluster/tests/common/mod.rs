@@ -188,24 +188,6 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Whether this test can run: root (iptables) and a reachable Docker.
-pub fn can_run() -> bool {
-    let docker_ok = std::process::Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    root && docker_ok
-}
-
 /// Builds the example images (pause, busybox, ...) offline.
 pub fn build_images() -> Result<()> {
     ensure!(
