@@ -21,12 +21,14 @@ use kubelite_storage_etcd::testing::EtcdServer;
 use reqwest::StatusCode;
 
 use kubelite_bench::{cpu_time, per_op_us};
-use load::{closed_count, closed_loop, expect, pod_json, Proto, Sample};
+use load::{closed_count, closed_loop, closed_loop_h1, expect, pod_json, Proto, Sample};
 use report::Results;
 use server::{Backend, ServerProcess};
 
 /// Concurrency of the throughput baselines and the "many clients" rows.
 const MANY: usize = 64;
+/// Where the create rows POST their pods.
+const PODS_PATH: &str = "/api/v1/namespaces/bench/pods";
 /// At most this many pods are bound in the bind row (each pod binds once).
 const MAX_BINDS: u64 = 20_000;
 
@@ -297,7 +299,7 @@ async fn bench_server(
         }
     }
 
-    let pods = format!("{base}/api/v1/namespaces/bench/pods");
+    let pods = format!("{base}{PODS_PATH}");
     // The GETs read pods the biggest create run made.
     let mut targets = (String::new(), 0u64);
     for &(proto, client) in &protos {
@@ -305,14 +307,29 @@ async fn bench_server(
             let tag = format!("c{}-{clients}", if proto == Proto::H1 { 1 } else { 2 });
             let (client, url, t) = (client.clone(), pods.clone(), tag.clone());
             let cpu = (cpu_time(server.pid())?, cpu_time(0)?);
-            let s = closed_loop(clients, plan.per_run, move |n| {
-                let req = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(pod_json(&format!("{t}-{n}")));
-                async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
-            })
-            .await?;
+            let s = match proto {
+                Proto::H1 => {
+                    let path = PODS_PATH.to_string();
+                    closed_loop_h1(
+                        &base,
+                        clients,
+                        plan.per_run,
+                        StatusCode::CREATED,
+                        move |n| (path.clone(), pod_json(&format!("{t}-{n}")).into()),
+                    )
+                    .await?
+                }
+                Proto::H2 => {
+                    closed_loop(clients, plan.per_run, move |n| {
+                        let req = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(pod_json(&format!("{t}-{n}")));
+                        async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
+                    })
+                    .await?
+                }
+            };
             let server_us = per_op_us(cpu_time(server.pid())? - cpu.0, s.count);
             let client_us = per_op_us(cpu_time(0)? - cpu.1, s.count);
             eprintln!(
@@ -333,13 +350,9 @@ async fn bench_server(
     // same machine (single rows move by +-15% between identical runs here).
     for round in 0..plan.rounds {
         let (raw, _) = raw_puts(raw_store.clone(), plan.per_run, &format!("round{round}")).await?;
-        let (client, url, t) = (h1.clone(), pods.clone(), format!("r{round}"));
-        let s = closed_loop(MANY, plan.per_run, move |n| {
-            let req = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(pod_json(&format!("{t}-{n}")));
-            async move { expect(req, StatusCode::CREATED).await.map(|_| ()) }
+        let (path, t) = (PODS_PATH.to_string(), format!("r{round}"));
+        let s = closed_loop_h1(&base, MANY, plan.per_run, StatusCode::CREATED, move |n| {
+            (path.clone(), pod_json(&format!("{t}-{n}")).into())
         })
         .await?;
         eprintln!(
