@@ -351,12 +351,15 @@ async fn bench_server(
     for round in 0..plan.rounds {
         let (raw, _) = raw_puts(raw_store.clone(), plan.per_run, &format!("round{round}")).await?;
         let (path, t) = (PODS_PATH.to_string(), format!("r{round}"));
+        let cpu = cpu_time(server.pid())?;
         let s = closed_loop_h1(&base, MANY, plan.per_run, StatusCode::CREATED, move |n| {
             (path.clone(), pod_json(&format!("{t}-{n}")).into())
         })
         .await?;
+        let server_us = per_op_us(cpu_time(server.pid())? - cpu, s.count);
         eprintln!(
-            "  round {}: raw puts {:.0}/s, creates HTTP/1.1 x{MANY} {:.0}/s: {:.2}",
+            "  round {}: raw puts {:.0}/s, creates HTTP/1.1 x{MANY} {:.0}/s ({server_us:.0} µs \
+             of server CPU each): {:.2}",
             round + 1,
             raw.per_sec,
             s.per_sec,
