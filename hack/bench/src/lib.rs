@@ -1,5 +1,5 @@
-//! What the benchmarks share: reading a process's CPU time and memory from `/proc`, so every
-//! bench reports CPU per operation and resident memory the same way.
+//! What the API server and scheduler benchmarks share: a process's CPU time and this
+//! process's memory from `/proc`, and the median their alternating rounds report.
 
 use std::time::Duration;
 
@@ -48,6 +48,17 @@ pub fn status_mib(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The middle value (the mean of the two middle values for an even count; NaN for none).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +68,13 @@ mod tests {
         let line = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 1 0";
         assert_eq!(stat_cpu(line), Some(Duration::from_millis(1750)));
         assert_eq!(stat_cpu("42 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn medians() {
+        assert!(median(&[]).is_nan());
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
     #[test]

@@ -13,11 +13,12 @@
 //! re-executed) lists the N nodes and the pods, binds one probe pod, and reports its RSS.
 //!
 //! `cargo run --release -p kubelite-scheduler --example bench -- [--nodes 5000] [--pods 30000]
-//! [--quick] [--rounds N] [--in-memory-only] [--backlog-only] [--perf-ctl FIFO [--perf-baseline]]`; `--quick` is the CI
-//! smoke (100 nodes, 500 pods). `--backlog-only` runs (3) and (3b) alone; `--perf-ctl`
+//! [--quick] [--rounds N] [--in-memory-only] [--backlog-only]
+//! [--perf-ctl FIFO [--perf-baseline]]`; `--quick` is the CI smoke (100 nodes, 500 pods).
+//! `--backlog-only` runs (3) and (3b) alone; `--perf-ctl`
 //! writes `enable`/`disable` to a `perf record --control fifo:FIFO -D -1` control FIFO around
-//! (3b), so a profile holds the backlog scheduler and nothing else (with `--perf-baseline`, around
-//! the bind baseline (3) instead).
+//! the first round's (3b), so a profile holds the backlog scheduler and nothing else (with
+//! `--perf-baseline`, around the first round's bind baseline (3) instead).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -183,8 +184,6 @@ struct Opts {
     perf_ctl: Option<String>,
     /// Profile the bind baseline (3) instead of the backlog scheduler (3b).
     perf_baseline: bool,
-    /// Whether the (first) backlog run was profiled already.
-    perf_done: std::sync::atomic::AtomicBool,
     /// Alternating baseline/backlog rounds.
     rounds: usize,
 }
@@ -411,16 +410,6 @@ async fn child_scheduler(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The middle value (the mean of the two middle values for an even count).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// (3) The bind baseline: earlier pods deleted, `pods` pods created, then bound by a plain
 /// client with the scheduler's bind concurrency; returns binds/s, process CPU a pod in us,
 /// and the RSS growth (MiB) from creating and binding them (API server only).
@@ -452,7 +441,7 @@ async fn bind_baseline(
         .try_collect::<Vec<_>>()
         .await?;
     let secs = start.elapsed().as_secs_f64();
-    let cpu = (process_cpu() - cpu0).as_secs_f64() * 1e6 / pods as f64;
+    let cpu = process_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / pods as f64;
     perf_ctl(ctl, "disable")?;
     let grown = kubelite_bench::status_mib("VmRSS") - rss0;
     Ok((pods as f64 / secs, cpu, grown))
@@ -465,19 +454,22 @@ async fn backlog(
     o: &Opts,
     client: &kube::Client,
     pod_api: &Api<Pod>,
+    round: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let pods = o.pods;
     delete_all_pods(pod_api).await?;
     create_named(pod_api, "drain", pods).await?;
-    let first = !o.perf_baseline && !o.perf_done.swap(true, std::sync::atomic::Ordering::Relaxed);
-    let ctl = o.perf_ctl.as_deref().filter(|_| first);
+    let ctl = o
+        .perf_ctl
+        .as_deref()
+        .filter(|_| !o.perf_baseline && round == 0);
     perf_ctl(ctl, "enable")?;
     let start = Instant::now();
     let cpu0 = process_cpu();
     let (metrics, stop, sched) = start_scheduler(client);
     wait_scheduled(&metrics, pods, "backlog").await?;
     let secs = start.elapsed().as_secs_f64();
-    let cpu = (process_cpu() - cpu0).as_secs_f64() * 1e6 / pods as f64;
+    let cpu = process_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / pods as f64;
     perf_ctl(ctl, "disable")?;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), sched)
@@ -539,7 +531,7 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
             e2e.map(|(r, ..)| format!("; scheduler end-to-end/baseline = {:.2}", r / base_rate))
                 .unwrap_or_default()
         );
-        let (drain_rate, dcpu) = backlog(o, &client, &pod_api).await?;
+        let (drain_rate, dcpu) = backlog(o, &client, &pod_api, round).await?;
         println!(
             "round {}: backlog: a fresh scheduler bound {pods} pre-created pods in {:.2} s = \
              {drain_rate:.0} pods/s, {dcpu:.0} us of process CPU a pod; scheduler/bind baseline = \
@@ -558,12 +550,12 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
         "backlog over {} rounds: scheduler {:.0} pods/s, bind baseline {:.0} binds/s (medians); \
          scheduler/bind baseline median {:.2} (range {:.2}-{:.2}), by CPU a pod median {:.2}",
         o.rounds,
-        median(&mut drain_rates),
-        median(&mut base_rates),
-        median(&mut ratios.clone()),
+        kubelite_bench::median(&drain_rates),
+        kubelite_bench::median(&base_rates),
+        kubelite_bench::median(&ratios),
         ratios.iter().copied().fold(f64::INFINITY, f64::min),
         ratios.iter().copied().fold(0.0, f64::max),
-        median(&mut cpu_ratios),
+        kubelite_bench::median(&cpu_ratios),
     );
     let Some((sched_rate, rss0, rss1)) = e2e else {
         return Ok(());
@@ -596,7 +588,9 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
     println!(
         "process RSS (apiserver + scheduler in one process): {rss0:.0} MiB after nodes, \
          {rss1:.0} MiB after scheduling (+{:.0}), +{:.0} MiB creating and binding the first \
-         baseline's pods (apiserver only), peak {:.0} MiB; scheduler share ~{:.0} MiB (difference of deltas)",
+         baseline's pods (apiserver only; after deleting earlier pods, whose freed memory it \
+         reuses, so a lower bound), peak {:.0} MiB; scheduler share at most ~{:.0} MiB \
+         (difference of deltas)",
         rss1 - rss0,
         base_grown,
         kubelite_bench::status_mib("VmHWM"),
@@ -630,7 +624,6 @@ async fn main() -> anyhow::Result<()> {
         backlog_only: args.iter().any(|a| a == "--backlog-only"),
         perf_ctl: value("--perf-ctl")?.map(str::to_string),
         perf_baseline: args.iter().any(|a| a == "--perf-baseline"),
-        perf_done: std::sync::atomic::AtomicBool::new(false),
         rounds: flag("--rounds")?
             .unwrap_or(if quick { 1 } else { 3 })
             .max(1),

@@ -101,23 +101,23 @@ where
     })
 }
 
-/// A POST the bare HTTP/1.1 loop sends: path and JSON body.
-pub type Post = (String, bytes::Bytes);
+/// A request the bare HTTP/1.1 loop sends: method, path and JSON body (empty for a GET).
+pub type Req = (http::Method, String, bytes::Bytes);
 
-/// [`closed_loop`] of POSTs over bare HTTP/1.1 keep-alive connections, one per client: hyper's
+/// [`closed_loop`] over bare HTTP/1.1 keep-alive connections, one per client: hyper's
 /// client connection with no pool, no per-request URL parsing and no middleware. The load
 /// generator shares the machine's two cores with the server, so what it spends per request
 /// is taken from the server; reqwest spent about 20 µs of CPU per create. Every answer must
-/// have status `want`, and its body is read whole.
+/// have status `want` within 60 s, and its body is read whole.
 pub async fn closed_loop_h1<F>(
     base: &str,
     clients: usize,
     run_for: Duration,
     want: reqwest::StatusCode,
-    post: F,
+    request: F,
 ) -> anyhow::Result<Sample>
 where
-    F: Fn(u64) -> Post + Clone + Send + 'static,
+    F: Fn(u64) -> Req + Clone + Send + 'static,
 {
     use http_body_util::{BodyExt, Full};
 
@@ -141,20 +141,30 @@ where
     let deadline = begun + run_for;
     let mut tasks = Vec::with_capacity(clients);
     for mut send in conns {
-        let (post, seq, host) = (post.clone(), seq.clone(), authority.clone());
+        let (request, seq, host) = (request.clone(), seq.clone(), authority.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
-                let (path, body) = post(seq.fetch_add(1, Ordering::Relaxed));
-                let req = http::Request::post(path)
-                    .header(http::header::HOST, &host)
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))?;
+                let (method, path, body) = request(seq.fetch_add(1, Ordering::Relaxed));
+                let mut req = http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header(http::header::HOST, &host);
+                if !body.is_empty() {
+                    req = req.header(http::header::CONTENT_TYPE, "application/json");
+                }
+                let req = req.body(Full::new(body))?;
                 let t = Instant::now();
-                send.ready().await?;
-                let resp = send.send_request(req).await?;
-                let status = resp.status();
-                let body = resp.into_body().collect().await?.to_bytes();
+                let exchange = async {
+                    send.ready().await?;
+                    let resp = send.send_request(req).await?;
+                    let status = resp.status();
+                    let body = resp.into_body().collect().await?.to_bytes();
+                    anyhow::Ok((status, body))
+                };
+                let (status, body) = tokio::time::timeout(Duration::from_secs(60), exchange)
+                    .await
+                    .context("no answer within 60 s")??;
                 if status.as_u16() != want.as_u16() {
                     bail!(
                         "got {status}, want {want}: {}",

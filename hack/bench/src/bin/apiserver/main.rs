@@ -173,7 +173,12 @@ async fn bench_embedded(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Resu
     let store: Arc<dyn Storage> = Arc::new(
         kubelite_storage_embedded::EmbeddedStore::open(
             &raw_dir,
-            kubelite_storage_embedded::Options::default(),
+            // No background compaction: the store lives in this process through the server's
+            // rows, and a compaction would count as load-generator CPU.
+            kubelite_storage_embedded::Options {
+                compaction_interval: None,
+                ..kubelite_storage_embedded::Options::default()
+            },
         )
         .context("opening the embedded store")?,
     );
@@ -195,9 +200,17 @@ async fn bench_etcd(binary: &Path, work: &Path, plan: &Plan) -> anyhow::Result<R
         .await
         .context("starting etcd")?;
     let store: Arc<dyn Storage> = Arc::new(
-        kubelite_storage_etcd::EtcdStore::connect(&[etcd.endpoint()], "/bench-raw")
-            .await
-            .context("connecting to etcd")?,
+        kubelite_storage_etcd::EtcdStore::connect_with(
+            &[etcd.endpoint()],
+            kubelite_storage_etcd::EtcdOptions {
+                prefix: "/bench-raw".into(),
+                // No compactor of this client during the server's rows (see the embedded one).
+                compaction_interval: None,
+                ..kubelite_storage_etcd::EtcdOptions::default()
+            },
+        )
+        .await
+        .context("connecting to etcd")?,
     );
     let raw = raw_puts(store.clone(), plan.per_run, "first").await?;
     let backend = Backend::Etcd {
@@ -286,11 +299,22 @@ async fn bench_server(
     for path in ["healthz", "livez"] {
         for &(proto, client) in &protos {
             let (client, url) = (client.clone(), format!("{base}/{path}"));
-            let s = closed_loop(MANY, plan.per_run, move |_| {
-                let req = client.get(&url);
-                async move { expect(req, StatusCode::OK).await.map(|_| ()) }
-            })
-            .await?;
+            // HTTP/1.1 through the same bare client as the create rows, so their ratios
+            // compare like with like.
+            let s = match proto {
+                Proto::H1 => {
+                    let p = format!("/{path}");
+                    let get = move |_| (http::Method::GET, p.clone(), Bytes::new());
+                    closed_loop_h1(&base, MANY, plan.per_run, StatusCode::OK, get).await?
+                }
+                Proto::H2 => {
+                    closed_loop(MANY, plan.per_run, move |_| {
+                        let req = client.get(&url);
+                        async move { expect(req, StatusCode::OK).await.map(|_| ()) }
+                    })
+                    .await?
+                }
+            };
             eprintln!("  {path} {} x{MANY}: {}", proto.name(), s.cell());
             match path {
                 "healthz" => r.healthz.push((proto, s)),
@@ -315,7 +339,10 @@ async fn bench_server(
                         clients,
                         plan.per_run,
                         StatusCode::CREATED,
-                        move |n| (path.clone(), pod_json(&format!("{t}-{n}")).into()),
+                        move |n| {
+                            let body = pod_json(&format!("{t}-{n}")).into();
+                            (http::Method::POST, path.clone(), body)
+                        },
                     )
                     .await?
                 }
@@ -353,7 +380,8 @@ async fn bench_server(
         let (path, t) = (PODS_PATH.to_string(), format!("r{round}"));
         let cpu = cpu_time(server.pid())?;
         let s = closed_loop_h1(&base, MANY, plan.per_run, StatusCode::CREATED, move |n| {
-            (path.clone(), pod_json(&format!("{t}-{n}")).into())
+            let body = pod_json(&format!("{t}-{n}")).into();
+            (http::Method::POST, path.clone(), body)
         })
         .await?;
         let server_us = per_op_us(cpu_time(server.pid())? - cpu, s.count);

@@ -278,18 +278,18 @@ fn opt<T>(s: Option<T>, f: impl Fn(T) -> String) -> String {
 
 /// The median ratio of alternating (raw, creates) pairs, with its range and count.
 fn paired(rounds: &[(f64, f64)]) -> String {
-    let mut r: Vec<f64> = rounds.iter().map(|(raw, c)| c / raw).collect();
+    let r: Vec<f64> = rounds.iter().map(|(raw, c)| c / raw).collect();
     if r.is_empty() {
         return "n/a".into();
     }
-    r.sort_by(f64::total_cmp);
-    let n = r.len();
-    let median = if n % 2 == 1 {
-        r[n / 2]
-    } else {
-        (r[n / 2 - 1] + r[n / 2]) / 2.0
-    };
-    format!("{median:.2} (range {:.2}-{:.2}, {n} pairs)", r[0], r[n - 1])
+    let (lo, hi) = r.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+        (lo.min(x), hi.max(x))
+    });
+    format!(
+        "{:.2} (range {lo:.2}-{hi:.2}, {} pairs)",
+        kubelite_bench::median(&r),
+        r.len()
+    )
 }
 
 fn ratio(a: f64, b: f64) -> String {
