@@ -60,12 +60,9 @@ fn reset_status(ctx: &Ctx, obj: &mut Value) {
     }
     match info.kind {
         "Pod" => {
-            let qos = o.get("status").and_then(|s| s.get("qosClass")).cloned();
-            let mut status = json!({"phase": "Pending"});
-            if let Some(q) = qos {
-                status["qosClass"] = q;
-            }
-            o.insert("status".into(), status);
+            // Pending; defaulting then adds the QoS class computed from the spec (a class
+            // the body claimed is not kept).
+            o.insert("status".into(), json!({"phase": "Pending"}));
         }
         "Namespace" => {
             o.insert("status".into(), json!({"phase": "Active"}));

@@ -150,6 +150,26 @@ async fn generate_name_and_validation() {
     );
 }
 
+/// A pod's status is not settable on create (upstream's PrepareForCreate): it starts Pending,
+/// with the QoS class computed from its spec, whatever the body said.
+#[tokio::test]
+async fn pod_create_resets_status() {
+    let api = Api::start().await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Running", "qosClass": "Guaranteed", "podIP": "10.0.0.9"},
+    });
+    let (code, p) = api.post("/api/v1/namespaces/default/pods", pod).await;
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(
+        p["status"],
+        json!({"phase": "Pending", "qosClass": "BestEffort"})
+    );
+    let (_, stored) = api.get("/api/v1/namespaces/default/pods/p").await;
+    assert_eq!(stored["status"], p["status"]);
+}
+
 #[tokio::test]
 async fn generation_status_and_noop() {
     generation_status_and_noop_flow(&Api::start().await).await;
