@@ -1,5 +1,6 @@
 //! What the API server and scheduler benchmarks share: a process's CPU time and this
-//! process's memory from `/proc`, and the median their alternating rounds report.
+//! process's memory from `/proc`, latency percentiles, and the median their alternating
+//! rounds report.
 
 use std::time::Duration;
 
@@ -48,6 +49,16 @@ pub fn status_mib(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Value at quantile `q` (0..1) of sorted durations, rounding to the nearest index (zero for
+/// none).
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
 /// The middle value (the mean of the two middle values for an even count; NaN for none).
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
@@ -68,6 +79,14 @@ mod tests {
         let line = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 1 0";
         assert_eq!(stat_cpu(line), Some(Duration::from_millis(1750)));
         assert_eq!(stat_cpu("42 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&d, 0.5), Duration::from_millis(51));
+        assert_eq!(percentile(&d, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 
     #[test]

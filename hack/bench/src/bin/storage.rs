@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
+use kubelite_bench::percentile;
 use kubelite_storage::Storage;
 use kubelite_storage_embedded::{EmbeddedStore, Options};
 use kubelite_storage_etcd::testing::EtcdServer;
@@ -237,14 +238,6 @@ async fn writer(
 /// A 1 KiB value (content does not matter to either backend).
 fn value() -> Bytes {
     Bytes::from_static(&[b'v'; VALUE_BYTES])
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {

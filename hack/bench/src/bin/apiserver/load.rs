@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use kubelite_bench::percentile;
 
 /// The HTTP protocol a client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +88,14 @@ where
             anyhow::Ok(latencies)
         }));
     }
+    gather(tasks, begun).await
+}
+
+/// Waits for the client tasks of a closed loop begun at `begun` and sums up their latencies.
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+    begun: Instant,
+) -> anyhow::Result<Sample> {
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await.context("client task")??);
@@ -176,18 +185,7 @@ where
             anyhow::Ok(latencies)
         }));
     }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.context("client task")??);
-    }
-    let elapsed = begun.elapsed();
-    latencies.sort_unstable();
-    Ok(Sample {
-        count: latencies.len() as u64,
-        per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-    })
+    gather(tasks, begun).await
 }
 
 /// Runs `op(0) .. op(total-1)` with `workers` in flight at a time; fails on the first error.
@@ -247,15 +245,6 @@ pub fn pod_json(name: &str) -> String {
     )
 }
 
-/// Value at quantile `q` of sorted durations.
-pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 /// `1.23 ms`.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
@@ -270,13 +259,5 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&pod_json("p-1")).expect("valid json");
         assert_eq!(v["metadata"]["name"], "p-1");
         assert_eq!(v["spec"]["containers"][0]["image"], "nginx:1.27");
-    }
-
-    #[test]
-    fn percentiles() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&d, 0.5), Duration::from_millis(51));
-        assert_eq!(percentile(&d, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 }
