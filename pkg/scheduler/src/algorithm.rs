@@ -145,8 +145,7 @@ pub fn schedule(
     let start = sel.next_start % n;
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(n));
     let mut visited = 0;
-    for i in 0..n {
-        let node = &nodes[(start + i) % n];
+    for node in nodes[start..].iter().chain(&nodes[..start]) {
         visited += 1;
         match filter(node) {
             Ok(()) => {

@@ -36,6 +36,70 @@ pub struct Cache {
     /// a pod without terms of its own need not visit every node for InterPodAffinity
     /// (upstream keeps `HavePodsWithAffinityList` in its snapshot for the same reason).
     affinity_pods: usize,
+    /// How many known nodes have each trait some filter or score rejects or ranks by; a
+    /// plugin whose trait no node has is skipped for the cycle (see [`NodeTraits`]).
+    traits: TraitCounts,
+}
+
+/// Node traits that decide whether NodeUnschedulable and TaintToleration can tell nodes
+/// apart at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeTraits {
+    /// Some node is cordoned (`spec.unschedulable`).
+    pub unschedulable: bool,
+    /// Some node has a NoSchedule or NoExecute taint.
+    pub hard_taints: bool,
+    /// Some node has a PreferNoSchedule taint.
+    pub prefer_taints: bool,
+}
+
+impl NodeTraits {
+    /// The traits of one node.
+    pub fn of(node: &NodeInfo) -> Self {
+        NodeTraits {
+            unschedulable: node.unschedulable,
+            hard_taints: node
+                .taints
+                .iter()
+                .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"),
+            prefer_taints: node.taints.iter().any(|t| t.effect == "PreferNoSchedule"),
+        }
+    }
+
+    /// The traits some node of `nodes` has.
+    pub fn any<'a>(nodes: impl Iterator<Item = &'a NodeInfo>) -> Self {
+        nodes.fold(NodeTraits::default(), |acc, n| {
+            let t = NodeTraits::of(n);
+            NodeTraits {
+                unschedulable: acc.unschedulable || t.unschedulable,
+                hard_taints: acc.hard_taints || t.hard_taints,
+                prefer_taints: acc.prefer_taints || t.prefer_taints,
+            }
+        })
+    }
+}
+
+/// Per trait, the number of known nodes that have it.
+#[derive(Debug, Default)]
+struct TraitCounts {
+    unschedulable: usize,
+    hard_taints: usize,
+    prefer_taints: usize,
+}
+
+impl TraitCounts {
+    fn count(&mut self, node: &NodeInfo, add: bool) {
+        let t = NodeTraits::of(node);
+        for (n, has) in [
+            (&mut self.unschedulable, t.unschedulable),
+            (&mut self.hard_taints, t.hard_taints),
+            (&mut self.prefer_taints, t.prefer_taints),
+        ] {
+            if has {
+                *n = if add { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
+    }
 }
 
 impl Cache {
@@ -54,7 +118,9 @@ impl Cache {
         let name = node.metadata.name.clone().unwrap_or_default();
         if let Some(i) = self.index.get(&name).copied() {
             self.count_images(i, false);
+            self.traits.count(&self.nodes[i], false);
             self.nodes[i].set_node(node);
+            self.traits.count(&self.nodes[i], true);
             self.count_images(i, true);
             return;
         }
@@ -63,6 +129,7 @@ impl Cache {
             info.add_pod(p.info.clone());
         }
         self.affinity_pods += info.pods_with_affinity;
+        self.traits.count(&info, true);
         self.index.insert(name, self.nodes.len());
         self.nodes.push(info);
         self.count_images(self.nodes.len() - 1, true);
@@ -91,6 +158,15 @@ impl Cache {
         self.affinity_pods > 0
     }
 
+    /// The traits some known node has (kept as counts, so this is O(1)).
+    pub fn node_traits(&self) -> NodeTraits {
+        NodeTraits {
+            unschedulable: self.traits.unschedulable > 0,
+            hard_taints: self.traits.hard_taints > 0,
+            prefer_taints: self.traits.prefer_taints > 0,
+        }
+    }
+
     /// Whether any node reports images at all (lets the hot path skip ImageLocality).
     pub fn has_images(&self) -> bool {
         !self.image_nodes.is_empty()
@@ -104,6 +180,7 @@ impl Cache {
         self.count_images(i, false);
         self.index.remove(name);
         let gone = self.nodes.swap_remove(i);
+        self.traits.count(&gone, false);
         self.affinity_pods = self.affinity_pods.saturating_sub(gone.pods_with_affinity);
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name.clone(), i);
@@ -267,6 +344,51 @@ mod tests {
             },
             ..PodInfo::default()
         })
+    }
+
+    /// The trait counts follow nodes that are added, changed and removed, and always equal a
+    /// scan of the nodes.
+    #[test]
+    fn node_traits_follow_node_churn() {
+        let tainted = |name: &str, effect: &str, cordoned: bool| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"unschedulable": cordoned,
+                         "taints": [{"key": "k", "value": "v", "effect": effect}]},
+            }))
+            .expect("node json")
+        };
+        let mut c = Cache::default();
+        let check = |c: &Cache, want: NodeTraits| {
+            assert_eq!(c.node_traits(), want);
+            assert_eq!(NodeTraits::any(c.nodes().iter()), want);
+        };
+        let none = NodeTraits::default();
+        c.upsert_node(&node("a"));
+        check(&c, none);
+        c.upsert_node(&tainted("b", "NoExecute", false));
+        let hard = NodeTraits {
+            hard_taints: true,
+            ..none
+        };
+        check(&c, hard);
+        c.upsert_node(&tainted("c", "PreferNoSchedule", true));
+        check(
+            &c,
+            NodeTraits {
+                unschedulable: true,
+                hard_taints: true,
+                prefer_taints: true,
+            },
+        );
+        // Uncordoned and untainted in place, then the other tainted node goes.
+        c.upsert_node(&node("c"));
+        check(&c, hard);
+        c.upsert_node(&tainted("a", "NoSchedule", false));
+        c.remove_node("b");
+        check(&c, hard);
+        c.remove_node("a");
+        check(&c, none);
     }
 
     #[test]

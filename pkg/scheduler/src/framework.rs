@@ -2,7 +2,7 @@
 //! (cluster-wide precomputation done once per pod, so per-node work stays cheap), and the
 //! weighted, normalized scoring pipeline.
 
-use crate::cache::Cache;
+use crate::cache::{Cache, NodeTraits};
 use crate::config::PluginWeights;
 use crate::labels::NamespaceLabels;
 use crate::nodeinfo::NodeInfo;
@@ -20,14 +20,33 @@ pub const MAX_NODE_SCORE: i64 = 100;
 pub type Unfit = Vec<String>;
 
 /// Cluster-wide facts computed once per scheduling attempt.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CycleState {
+    /// The traits some node has: a filter or score that looks only at a trait no node has
+    /// cannot tell nodes apart and is skipped for the cycle.
+    pub node_traits: NodeTraits,
     /// Inter-pod affinity domains.
     pub affinity: inter_pod_affinity::PreState,
     /// Topology spread counts.
     pub spread: pod_topology_spread::PreState,
     /// Image spread factors (filled by the caller from the cache; see `algorithm`).
     pub images: image_locality::PreState,
+}
+
+impl Default for CycleState {
+    /// Nothing known about the nodes: every trait is assumed present, so nothing is skipped.
+    fn default() -> Self {
+        CycleState {
+            node_traits: NodeTraits {
+                unschedulable: true,
+                hard_taints: true,
+                prefer_taints: true,
+            },
+            affinity: Default::default(),
+            spread: Default::default(),
+            images: Default::default(),
+        }
+    }
 }
 
 impl CycleState {
@@ -44,6 +63,7 @@ impl CycleState {
         namespaces: &NamespaceLabels,
     ) -> Self {
         CycleState {
+            node_traits: NodeTraits::any(nodes.clone()),
             affinity: inter_pod_affinity::PreState::compute_in(pod, nodes.clone(), namespaces),
             spread: pod_topology_spread::PreState::compute(pod, nodes),
             images: image_locality::PreState::default(),
@@ -62,6 +82,7 @@ impl CycleState {
             &nodes[..0]
         };
         CycleState {
+            node_traits: cache.node_traits(),
             affinity: inter_pod_affinity::PreState::compute_in(
                 pod,
                 visit.iter(),
@@ -92,6 +113,14 @@ pub trait ScorePlugin: Send + Sync {
     fn name(&self) -> &'static str;
     /// Raw score for one node.
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
+    /// Raw scores for `nodes` into `out` (same order). The default body is compiled for each
+    /// plugin, so its inner loop calls `score` statically, not once per node through the
+    /// vtable.
+    fn score_nodes(&self, state: &CycleState, pod: &PodInfo, nodes: &[&NodeInfo], out: &mut [i64]) {
+        for (o, n) in out.iter_mut().zip(nodes) {
+            *o = self.score(state, pod, n);
+        }
+    }
     /// Maps raw scores to 0..=MAX_NODE_SCORE (default: already in range).
     fn normalize(&self, _scores: &mut [i64]) {}
     /// Upstream's PreScore `Skip`: true when the plugin would give every node the same
@@ -218,9 +247,7 @@ impl Framework {
             if plugin.skip(state, pod) {
                 continue;
             }
-            for (b, n) in buf.iter_mut().zip(nodes) {
-                *b = plugin.score(state, pod, n);
-            }
+            plugin.score_nodes(state, pod, nodes, &mut buf);
             plugin.normalize(&mut buf);
             for (t, b) in total.iter_mut().zip(&buf) {
                 *t += b * weight;
@@ -254,6 +281,12 @@ mod tests {
             node("d", &[("zone", "z3")]),
         ];
         nodes[1].unschedulable = true;
+        nodes[2].taints.push(k8s_openapi::api::core::v1::Taint {
+            key: "dedicated".into(),
+            value: Some("db".into()),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
         nodes[2].used_ports.push(crate::podinfo::HostPort {
             protocol: "TCP".into(),
             ip: "0.0.0.0".into(),
@@ -294,6 +327,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// On nodes that are neither cordoned nor tainted, NodeUnschedulable and TaintToleration
+    /// cannot reject and TaintToleration's score cannot rank, so a cycle skips them; one
+    /// cordoned or tainted node brings each back.
+    #[test]
+    fn node_traits_skip_plugins_that_cannot_tell_nodes_apart() {
+        let fw = Framework::new(&crate::PluginWeights::default());
+        let p = pod(json!({"spec": {"containers": [{"name": "c"}]}}));
+        let mut nodes = vec![node("a", &[]), node("b", &[])];
+        let names = |nodes: &[NodeInfo]| {
+            let state = CycleState::compute(&p, nodes.iter());
+            let filters: Vec<_> = fw
+                .active_filters(&state, &p)
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            let taint_score = taint_toleration::TaintToleration;
+            (filters, ScorePlugin::skip(&taint_score, &state, &p))
+        };
+        assert_eq!(names(&nodes), (vec!["NodeResourcesFit"], true));
+        nodes[0].unschedulable = true;
+        assert_eq!(
+            names(&nodes),
+            (vec!["NodeUnschedulable", "NodeResourcesFit"], true)
+        );
+        nodes[0].unschedulable = false;
+        nodes[1].taints.push(k8s_openapi::api::core::v1::Taint {
+            key: "k".into(),
+            effect: "PreferNoSchedule".into(),
+            ..Default::default()
+        });
+        assert_eq!(names(&nodes), (vec!["NodeResourcesFit"], false));
+        nodes[1].taints[0].effect = "NoExecute".into();
+        assert_eq!(
+            names(&nodes),
+            (vec!["TaintToleration", "NodeResourcesFit"], true)
+        );
+        // Nothing known about the nodes: nothing is skipped.
+        let unknown = CycleState::default();
+        assert_eq!(fw.active_filters(&unknown, &p).len(), 3);
     }
 
     #[test]

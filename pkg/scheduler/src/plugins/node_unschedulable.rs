@@ -38,6 +38,10 @@ impl FilterPlugin for NodeUnschedulable {
             Err(vec![REASON.to_string()])
         }
     }
+    /// No node is cordoned.
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        !state.node_traits.unschedulable
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,10 @@ impl FilterPlugin for TaintToleration {
             )]),
         }
     }
+    /// No node has a NoSchedule or NoExecute taint.
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        !state.node_traits.hard_taints
+    }
 }
 
 impl ScorePlugin for TaintToleration {
@@ -80,6 +84,10 @@ impl ScorePlugin for TaintToleration {
     }
     fn normalize(&self, scores: &mut [i64]) {
         default_normalize(scores, true)
+    }
+    /// No node has a PreferNoSchedule taint: every node would score 0, normalized to 100.
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        !state.node_traits.prefer_taints
     }
 }
 
