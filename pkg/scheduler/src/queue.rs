@@ -116,7 +116,8 @@ impl Queue {
 
     /// Adds a pending pod or refreshes a known one. A parked pod whose spec or labels changed
     /// is retried (after its backoff).
-    pub fn add(&self, pod: Pod) {
+    pub fn add(&self, pod: impl Into<Arc<Pod>>) {
+        let pod: Arc<Pod> = pod.into();
         let key = format!(
             "{}/{}",
             pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -127,7 +128,7 @@ impl Queue {
         if let Some(e) = inner.entries.get_mut(&key) {
             let changed = e.pod.spec != pod.spec || e.pod.metadata.labels != pod.metadata.labels;
             e.info = Arc::new(PodInfo::from_pod(&pod));
-            e.pod = Arc::new(pod);
+            e.pod = pod;
             if changed && e.state == State::Unschedulable {
                 let until = e.last_failure + self.backoff_for(e.attempts);
                 self.park_in_backoff(&mut inner, &key, until, now);
@@ -138,7 +139,7 @@ impl Queue {
             key.clone(),
             Entry {
                 info: Arc::new(PodInfo::from_pod(&pod)),
-                pod: Arc::new(pod),
+                pod,
                 attempts: 0,
                 state: State::Active,
                 first_seen: now,
@@ -279,10 +280,10 @@ impl Queue {
     pub fn on_cluster_event(&self, ev: ClusterEvent) {
         let mut inner = self.lock();
         inner.event_seq += 1;
-        let now = Instant::now();
         if inner.parked.is_empty() {
             return;
         }
+        let now = Instant::now();
         let keys: Vec<(String, Instant)> = inner
             .parked
             .iter()

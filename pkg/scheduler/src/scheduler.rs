@@ -267,7 +267,7 @@ async fn watch_pods(
     }
 }
 
-fn on_pod(shared: &Shared, pod: Pod) {
+fn on_pod(shared: &Shared, pod: Arc<Pod>) {
     let key = key_of(&pod);
     if terminal(&pod) {
         // A finished pod frees its resources.

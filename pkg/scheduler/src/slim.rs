@@ -21,9 +21,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Deserializer};
 
 /// A pod as the scheduler's informer decodes it; `.0` is an ordinary `Pod` with only the
-/// scheduling-relevant fields set.
+/// scheduling-relevant fields set. Shared, not owned: k8s-openapi's `Pod` is kilobytes of
+/// mostly-`None` fields, and the watcher's stream moves each event through several layers;
+/// behind an `Arc` each move is a pointer, and the queue keeps the same allocation.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SlimPod(pub Pod);
+pub struct SlimPod(pub std::sync::Arc<Pod>);
 
 impl k8s_openapi::Resource for SlimPod {
     const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
@@ -42,18 +44,18 @@ impl k8s_openapi::Metadata for SlimPod {
     }
 
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
+        &mut std::sync::Arc::make_mut(&mut self.0).metadata
     }
 }
 
 impl<'de> Deserialize<'de> for SlimPod {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = WirePod::deserialize(d)?;
-        Ok(SlimPod(Pod {
+        Ok(SlimPod(std::sync::Arc::new(Pod {
             metadata: w.metadata.unwrap_or_default().into(),
             spec: w.spec.map(Into::into),
             status: w.status.map(Into::into),
-        }))
+        })))
     }
 }
 
@@ -288,7 +290,7 @@ mod tests {
         }))
         .expect("minimal pod");
         assert_eq!(p.0.metadata.name.as_deref(), Some("p"));
-        assert_eq!(p.0.spec.map(|s| s.containers.len()), Some(1));
+        assert_eq!(p.0.spec.as_ref().map(|s| s.containers.len()), Some(1));
         let list: kube::core::ObjectList<SlimPod> = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "9"},
             "items": [full(), {"metadata": {"name": "q"}}],
