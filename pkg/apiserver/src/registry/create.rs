@@ -44,9 +44,11 @@ fn stamp_metadata(ctx: &Ctx, obj: &mut Value) -> Result<()> {
     Ok(())
 }
 
-/// Kind-specific create preparation upstream does in each strategy's PrepareForCreate, which
-/// the `Strategy` trait has no hook for: status is not settable on create for kinds with a
-/// status subresource (except nodes, which kubelets register with their status).
+/// The status part of upstream's per-strategy PrepareForCreate: status is not settable on
+/// create for kinds with a status subresource (except nodes, which kubelets register with
+/// their status). It runs before `Strategy::default`, because defaulting fills status from
+/// the spec (a pod's QoS class); the trait's `prepare_create` runs after defaulting, so it
+/// cannot do this.
 fn reset_status(ctx: &Ctx, obj: &mut Value) {
     let info = ctx.info;
     if info.subresource("status").is_none() || matches!(info.kind, "Node") {
