@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::labels::{Labels, NamespaceLabels};
 use crate::nodeinfo::NodeInfo;
+use crate::plugins::taint_toleration;
 use crate::podinfo::PodInfo;
 
 /// Where a known pod sits.
@@ -58,11 +59,8 @@ impl NodeTraits {
     pub fn of(node: &NodeInfo) -> Self {
         NodeTraits {
             unschedulable: node.unschedulable,
-            hard_taints: node
-                .taints
-                .iter()
-                .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"),
-            prefer_taints: node.taints.iter().any(|t| t.effect == "PreferNoSchedule"),
+            hard_taints: node.taints.iter().any(taint_toleration::is_hard),
+            prefer_taints: node.taints.iter().any(taint_toleration::is_preference),
         }
     }
 

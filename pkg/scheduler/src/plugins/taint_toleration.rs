@@ -28,12 +28,21 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     exists || t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
 }
 
+/// Whether the filter looks at `taint`: NoSchedule or NoExecute.
+pub fn is_hard(taint: &Taint) -> bool {
+    taint.effect == "NoSchedule" || taint.effect == "NoExecute"
+}
+
+/// Whether the score looks at `taint`: PreferNoSchedule.
+pub fn is_preference(taint: &Taint) -> bool {
+    taint.effect == "PreferNoSchedule"
+}
+
 /// Pure core: the first untolerated NoSchedule/NoExecute taint, if any.
 pub fn untolerated<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Taint> {
-    node.taints.iter().find(|taint| {
-        (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
-            && !pod.tolerations.iter().any(|t| tolerates(t, taint))
-    })
+    node.taints
+        .iter()
+        .find(|taint| is_hard(taint) && !pod.tolerations.iter().any(|t| tolerates(t, taint)))
 }
 
 /// Number of PreferNoSchedule taints not tolerated by the pod's PreferNoSchedule (or
@@ -42,7 +51,7 @@ pub fn intolerable_prefer_count(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let count = node
         .taints
         .iter()
-        .filter(|taint| taint.effect == "PreferNoSchedule")
+        .filter(|taint| is_preference(taint))
         .filter(|taint| {
             !pod.tolerations.iter().any(|t| {
                 matches!(
