@@ -67,11 +67,8 @@ fn reset_status(ctx: &Ctx, obj: &mut Value) {
             o.insert("status".into(), json!({"phase": "Pending"}));
         }
         "Namespace" => {
+            // `spec.finalizers` comes from the namespace strategy's defaulting.
             o.insert("status".into(), json!({"phase": "Active"}));
-            let spec = o.entry("spec").or_insert_with(|| json!({}));
-            if spec.get("finalizers").is_none() {
-                spec["finalizers"] = json!(["kubernetes"]);
-            }
         }
         "Service" => {
             o.insert("status".into(), json!({"loadBalancer": {}}));
