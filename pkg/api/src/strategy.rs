@@ -149,6 +149,16 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// The status a new object starts with, set before [`Strategy::default`] (which may fill
+    /// status from the spec, as a pod's QoS class): the status half of upstream's
+    /// PrepareForCreate. Default: a kind with a `status` subresource starts at `{}` whatever the
+    /// body said; a kind without one keeps the body's status. Create-only.
+    fn reset_status(&self, obj: &mut Value) {
+        if self.info().subresource("status").is_some() {
+            replace_status(obj, Value::Object(Default::default()));
+        }
+    }
+
     /// Create-only preparation, after [`Strategy::default`] (e.g. a finalizer every new object
     /// of the kind gets). Updates never call it.
     fn prepare_create(&self, _obj: &mut Value) {}
@@ -184,5 +194,13 @@ pub trait Strategy: Send + Sync {
     fn type_info(&self) -> crate::apply::TypeInfo {
         let info = self.info();
         crate::apply::TypeInfo::for_kind(info.group, info.version, info.kind)
+    }
+}
+
+/// Put `status` on an object (a no-op on a body that is not a JSON object, which validation
+/// refuses later): the building block of [`Strategy::reset_status`] overrides.
+pub fn replace_status(obj: &mut Value, status: Value) {
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("status".into(), status);
     }
 }

@@ -11,7 +11,7 @@ use super::common::{
 use super::endpoints::meta_field;
 use crate::meta::{qualified_name_errors, too_long};
 use crate::resource::ResourceInfo;
-use crate::strategy::{Column, FieldCause, Strategy};
+use crate::strategy::{replace_status, Column, FieldCause, Strategy};
 
 /// Upstream's cap on the summed size of a ConfigMap's or Secret's data (1 MiB).
 pub const MAX_DATA_SIZE: usize = 1024 * 1024;
@@ -22,6 +22,11 @@ pub struct NamespaceStrategy(pub(crate) &'static ResourceInfo);
 impl Strategy for NamespaceStrategy {
     fn info(&self) -> &ResourceInfo {
         self.0
+    }
+
+    /// Active; `spec.finalizers` come from defaulting.
+    fn reset_status(&self, obj: &mut Value) {
+        replace_status(obj, json!({"phase": "Active"}));
     }
 
     fn has_generation(&self) -> bool {
@@ -102,6 +107,9 @@ impl Strategy for NodeStrategy {
     fn info(&self) -> &ResourceInfo {
         self.0
     }
+
+    /// Kubelets register their node with its status (capacity, addresses), so it is kept.
+    fn reset_status(&self, _obj: &mut Value) {}
 
     fn has_generation(&self) -> bool {
         false

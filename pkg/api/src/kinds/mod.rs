@@ -188,6 +188,32 @@ mod tests {
     }
 
     #[test]
+    fn create_resets_status_per_kind() {
+        let claimed = json!({"phase": "Running", "qosClass": "Guaranteed", "replicas": 3});
+        let reset = |group: &str, plural: &str| {
+            let s = strategy_for(group, "v1", plural).expect(plural);
+            let mut obj = json!({"metadata": {"name": "x"}, "status": claimed.clone()});
+            s.reset_status(&mut obj);
+            obj.get("status").cloned()
+        };
+        assert_eq!(reset("", "pods"), Some(json!({"phase": "Pending"})));
+        assert_eq!(reset("", "namespaces"), Some(json!({"phase": "Active"})));
+        assert_eq!(reset("", "services"), Some(json!({"loadBalancer": {}})));
+        assert_eq!(reset("apps", "deployments"), Some(json!({})));
+        assert_eq!(reset("batch", "jobs"), Some(json!({})));
+        // Kubelets register nodes with their status; kinds without a status subresource keep
+        // whatever the body holds.
+        assert_eq!(reset("", "nodes"), Some(claimed.clone()));
+        assert_eq!(reset("", "configmaps"), Some(claimed.clone()));
+        // Not an object: nothing to reset, and no panic.
+        for s in builtin_strategies() {
+            let mut junk = json!([1, 2]);
+            s.reset_status(&mut junk);
+            assert_eq!(junk, json!([1, 2]), "{}", s.info().plural);
+        }
+    }
+
+    #[test]
     fn generation_tracking_matches_upstream() {
         let tracked: Vec<&str> = builtin_strategies()
             .iter()

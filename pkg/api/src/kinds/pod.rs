@@ -10,7 +10,7 @@ use super::common::{
 use super::podspec::{add_default_tolerations, default_pod_spec, qos_class, validate_pod_spec};
 use crate::meta::parse_time;
 use crate::resource::ResourceInfo;
-use crate::strategy::{Column, FieldCause, Strategy};
+use crate::strategy::{replace_status, Column, FieldCause, Strategy};
 
 /// Pods (core/v1).
 pub struct PodStrategy(pub(crate) &'static ResourceInfo);
@@ -21,6 +21,14 @@ const UPDATABLE: &str = "`spec.containers[*].image`,`spec.initContainers[*].imag
 impl Strategy for PodStrategy {
     fn info(&self) -> &ResourceInfo {
         self.0
+    }
+
+    /// Pending; defaulting then adds the QoS class computed from the spec (a class the body
+    /// claimed is not kept).
+    fn reset_status(&self, obj: &mut Value) {
+        let mut status = Map::new();
+        status.insert("phase".into(), "Pending".into());
+        replace_status(obj, Value::Object(status));
     }
 
     fn default(&self, obj: &mut Value) {

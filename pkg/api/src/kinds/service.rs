@@ -13,7 +13,7 @@ use super::common::{
 use super::podspec::{port_name_errors, port_num_errors, validate_protocol};
 use crate::meta::{dns1123_label_errors, dns1123_subdomain_errors};
 use crate::resource::ResourceInfo;
-use crate::strategy::{Column, FieldCause, Strategy};
+use crate::strategy::{replace_status, Column, FieldCause, Strategy};
 
 /// Services (core/v1).
 pub struct ServiceStrategy(pub(crate) &'static ResourceInfo);
@@ -23,6 +23,10 @@ const IP_ERR: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ff
 impl Strategy for ServiceStrategy {
     fn info(&self) -> &ResourceInfo {
         self.0
+    }
+
+    fn reset_status(&self, obj: &mut Value) {
+        replace_status(obj, json!({"loadBalancer": {}}));
     }
 
     fn has_generation(&self) -> bool {

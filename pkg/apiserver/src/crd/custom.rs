@@ -167,6 +167,16 @@ impl Strategy for CustomStrategy {
         self.info
     }
 
+    /// With a status subresource, a custom resource starts without a status (there is no
+    /// typed empty one); without one, status is ordinary content and is kept.
+    fn reset_status(&self, obj: &mut Value) {
+        if self.info.subresource("status").is_some() {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
+    }
+
     fn default(&self, obj: &mut Value) {
         if let Some(s) = &self.schema {
             s.apply_defaults(obj);

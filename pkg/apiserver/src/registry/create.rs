@@ -44,41 +44,6 @@ fn stamp_metadata(ctx: &Ctx, obj: &mut Value) -> Result<()> {
     Ok(())
 }
 
-/// The status part of upstream's per-strategy PrepareForCreate: status is not settable on
-/// create for kinds with a status subresource (except nodes, which kubelets register with
-/// their status). It runs before `Strategy::default`, because defaulting fills status from
-/// the spec (a pod's QoS class); the trait's `prepare_create` runs after defaulting, so it
-/// cannot do this.
-fn reset_status(ctx: &Ctx, obj: &mut Value) {
-    let info = ctx.info;
-    if info.subresource("status").is_none() || matches!(info.kind, "Node") {
-        return;
-    }
-    let Some(o) = obj.as_object_mut() else { return };
-    // Custom resources start without a status (there is no typed empty one).
-    if kubelite_api::resource::find_builtin(info.group, info.version, info.plural).is_none() {
-        o.remove("status");
-        return;
-    }
-    match info.kind {
-        "Pod" => {
-            // Pending; defaulting then adds the QoS class computed from the spec (a class
-            // the body claimed is not kept).
-            o.insert("status".into(), json!({"phase": "Pending"}));
-        }
-        "Namespace" => {
-            // `spec.finalizers` comes from the namespace strategy's defaulting.
-            o.insert("status".into(), json!({"phase": "Active"}));
-        }
-        "Service" => {
-            o.insert("status".into(), json!({"loadBalancer": {}}));
-        }
-        _ => {
-            o.insert("status".into(), json!({}));
-        }
-    }
-}
-
 /// Create from a decoded body.
 pub async fn create(reg: &Registry, ctx: &Ctx, params: &Params, obj: Value) -> Result<Reply> {
     create_checked(reg, ctx, params, obj, Vec::new()).await
@@ -127,7 +92,7 @@ async fn create_inner(
     }
     stamp_metadata(ctx, &mut obj)?;
     super::drop_empty_metadata(&mut obj);
-    reset_status(ctx, &mut obj);
+    ctx.strategy.reset_status(&mut obj);
     ctx.strategy.default(&mut obj);
     ctx.strategy.prepare_create(&mut obj);
     if track {
