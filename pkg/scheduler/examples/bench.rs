@@ -462,6 +462,9 @@ struct Drain {
     /// in hand, so this is the like-for-like comparison; the figure above adds the start-up.
     sustained_rate: f64,
     sustained_cpu: f64,
+    /// Attempts that bound nothing: (unschedulable, API error). Each costs a decision and,
+    /// for an error, a request; the backlog's pods all fit, so both should be zero.
+    wasted: (u64, u64),
 }
 
 /// (3b) The scheduler over a backlog, like-for-like with the bind baseline: earlier pods
@@ -503,6 +506,10 @@ async fn backlog(
         cpu: us_a_pod(cpu0, pods),
         sustained_rate: rest as f64 / first.elapsed().as_secs_f64(),
         sustained_cpu: us_a_pod(first_cpu, rest),
+        wasted: (
+            metrics.attempts(AttemptResult::Unschedulable),
+            metrics.attempts(AttemptResult::Error),
+        ),
     };
     perf_ctl(ctl, "disable")?;
     let _ = stop.send(());
@@ -589,7 +596,8 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
             "round {}: backlog: a fresh scheduler bound {pods} pre-created pods in {:.2} s = \
              {:.0} pods/s, {:.0} us of process CPU a pod; scheduler/bind baseline = {:.2} (by CPU \
              a pod: {:.2}); sustained, from its first binding: {:.0} pods/s, {:.0} us a pod, \
-             ratio {:.2} (by CPU a pod: {:.2})",
+             ratio {:.2} (by CPU a pod: {:.2}); attempts that bound nothing: {} unschedulable, \
+             {} errors",
             round + 1,
             pods as f64 / d.rate,
             d.rate,
@@ -600,6 +608,8 @@ async fn end_to_end(o: &Opts) -> anyhow::Result<()> {
             d.sustained_cpu,
             d.sustained_rate / base_rate,
             bcpu / d.sustained_cpu,
+            d.wasted.0,
+            d.wasted.1,
         );
         ratios.push(d.rate / base_rate);
         cpu_ratios.push(bcpu / d.cpu);

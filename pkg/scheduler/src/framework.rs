@@ -100,6 +100,12 @@ pub trait FilterPlugin: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Ok` when the pod fits, otherwise the reasons it does not.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
+    /// Whether [`FilterPlugin::filter`] would answer `Ok`, without building reasons. The
+    /// decision asks this of hundreds of nodes and wants the reasons only from nodes that do
+    /// not fit; a plugin whose check is cheap overrides it. Must agree with `filter`.
+    fn fits(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        self.filter(state, pod, node).is_ok()
+    }
     /// Upstream's PreFilter `Skip`: true when the filter would accept every node for this pod
     /// in this cycle, so it is not called per node.
     fn skip(&self, _state: &CycleState, _pod: &PodInfo) -> bool {
@@ -233,6 +239,9 @@ impl Framework {
         pod: &PodInfo,
         node: &NodeInfo,
     ) -> Result<(), Unfit> {
+        if active.iter().all(|f| f.fits(state, pod, node)) {
+            return Ok(());
+        }
         for f in active {
             f.filter(state, pod, node)?;
         }

@@ -28,6 +28,12 @@ impl FilterPlugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
         "NodeResourcesFit"
     }
+    fn fits(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+        let (a, r, p) = (&node.allocatable, &node.requested, &pod.requests);
+        r.pods < a.pods
+            && (p.milli_cpu <= 0 || p.milli_cpu <= a.milli_cpu - r.milli_cpu)
+            && (p.memory <= 0 || p.memory <= a.memory - r.memory)
+    }
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let reasons = insufficient(pod, node);
         if reasons.is_empty() {
@@ -91,6 +97,12 @@ mod tests {
                 ..PodInfo::default()
             };
             assert_eq!(insufficient(&p, &n), *want, "case {i}");
+            let state = CycleState::default();
+            assert_eq!(
+                NodeResourcesFit.fits(&state, &p, &n),
+                want.is_empty(),
+                "case {i}: fits and filter disagree"
+            );
         }
     }
 }
