@@ -100,11 +100,13 @@ pub trait FilterPlugin: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Ok` when the pod fits, otherwise the reasons it does not.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
-    /// Whether [`FilterPlugin::filter`] would answer `Ok`, without building reasons. The
-    /// decision asks this of hundreds of nodes and wants the reasons only from nodes that do
-    /// not fit; a plugin whose check is cheap overrides it. Must agree with `filter`.
-    fn fits(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
-        self.filter(state, pod, node).is_ok()
+    /// A quick answer to whether [`FilterPlugin::filter`] would answer `Ok`, without building
+    /// reasons: `Some(true)` fits, `Some(false)` does not (then `filter` gives the reasons),
+    /// `None` no quick answer (then `filter` decides). The decision asks this of hundreds of
+    /// nodes and wants reasons only from nodes that do not fit; a plugin whose check is cheap
+    /// overrides it, and must agree with `filter`.
+    fn fits(&self, _state: &CycleState, _pod: &PodInfo, _node: &NodeInfo) -> Option<bool> {
+        None
     }
     /// Upstream's PreFilter `Skip`: true when the filter would accept every node for this pod
     /// in this cycle, so it is not called per node.
@@ -239,11 +241,12 @@ impl Framework {
         pod: &PodInfo,
         node: &NodeInfo,
     ) -> Result<(), Unfit> {
-        if active.iter().all(|f| f.fits(state, pod, node)) {
-            return Ok(());
-        }
         for f in active {
-            f.filter(state, pod, node)?;
+            // Each filter runs once on a node that fits; the one that rejects runs `filter`
+            // for its reasons, and the first rejection ends the node's check (upstream's order).
+            if f.fits(state, pod, node) != Some(true) {
+                f.filter(state, pod, node)?;
+            }
         }
         Ok(())
     }

@@ -28,11 +28,13 @@ impl FilterPlugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
         "NodeResourcesFit"
     }
-    fn fits(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> bool {
+    fn fits(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Option<bool> {
         let (a, r, p) = (&node.allocatable, &node.requested, &pod.requests);
-        r.pods < a.pods
-            && (p.milli_cpu <= 0 || p.milli_cpu <= a.milli_cpu - r.milli_cpu)
-            && (p.memory <= 0 || p.memory <= a.memory - r.memory)
+        Some(
+            r.pods < a.pods
+                && (p.milli_cpu <= 0 || p.milli_cpu <= a.milli_cpu - r.milli_cpu)
+                && (p.memory <= 0 || p.memory <= a.memory - r.memory),
+        )
     }
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let reasons = insufficient(pod, node);
@@ -100,7 +102,7 @@ mod tests {
             let state = CycleState::default();
             assert_eq!(
                 NodeResourcesFit.fits(&state, &p, &n),
-                want.is_empty(),
+                Some(want.is_empty()),
                 "case {i}: fits and filter disagree"
             );
         }
