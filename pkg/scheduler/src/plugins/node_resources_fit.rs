@@ -8,20 +8,27 @@ use crate::podinfo::PodInfo;
 /// The plugin.
 pub struct NodeResourcesFit;
 
+/// Upstream's reasons, in upstream's order.
+const REASONS: [&str; 3] = ["Too many pods", "Insufficient cpu", "Insufficient memory"];
+
+/// The one definition of the check: which of pods, cpu and memory the node lacks.
+fn short(pod: &PodInfo, node: &NodeInfo) -> [bool; 3] {
+    let (a, r, p) = (&node.allocatable, &node.requested, &pod.requests);
+    [
+        r.pods + 1 > a.pods,
+        p.milli_cpu > 0 && p.milli_cpu > a.milli_cpu - r.milli_cpu,
+        p.memory > 0 && p.memory > a.memory - r.memory,
+    ]
+}
+
 /// Pure core: upstream's reasons in upstream order (pods, cpu, memory); empty when it fits.
 pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
-    let mut out = Vec::new();
-    let (a, r) = (&node.allocatable, &node.requested);
-    if r.pods + 1 > a.pods {
-        out.push("Too many pods".to_string());
-    }
-    if pod.requests.milli_cpu > 0 && pod.requests.milli_cpu > a.milli_cpu - r.milli_cpu {
-        out.push("Insufficient cpu".to_string());
-    }
-    if pod.requests.memory > 0 && pod.requests.memory > a.memory - r.memory {
-        out.push("Insufficient memory".to_string());
-    }
-    out
+    short(pod, node)
+        .iter()
+        .zip(REASONS)
+        .filter(|(lacks, _)| **lacks)
+        .map(|(_, reason)| reason.to_string())
+        .collect()
 }
 
 impl FilterPlugin for NodeResourcesFit {
@@ -29,12 +36,7 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
     fn fits(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Option<bool> {
-        let (a, r, p) = (&node.allocatable, &node.requested, &pod.requests);
-        Some(
-            r.pods < a.pods
-                && (p.milli_cpu <= 0 || p.milli_cpu <= a.milli_cpu - r.milli_cpu)
-                && (p.memory <= 0 || p.memory <= a.memory - r.memory),
-        )
+        Some(short(pod, node) == [false; 3])
     }
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let reasons = insufficient(pod, node);
