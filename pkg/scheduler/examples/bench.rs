@@ -18,11 +18,14 @@
 //!
 //! `cargo run --release -p kubelite-scheduler --example bench -- [--nodes 5000] [--pods 30000]
 //! [--quick] [--rounds N] [--in-memory-only] [--backlog-only]
-//! [--perf-ctl FIFO [--perf-baseline]]`; `--quick` is the CI smoke (100 nodes, 500 pods).
+//! [--perf-ctl FIFO [--perf-baseline] [--perf-all-rounds]]`; `--quick` is the CI smoke (100 nodes, 500 pods).
 //! `--backlog-only` runs (3) and (3b) alone; `--perf-ctl`
 //! writes `enable`/`disable` to a `perf record --control fifo:FIFO -D -1` control FIFO around
 //! the first round's (3b), so a profile holds the backlog scheduler and nothing else (with
-//! `--perf-baseline`, around the first round's bind baseline (3) instead).
+//! `--perf-baseline`, around the first round's bind baseline (3) instead). With
+//! `--perf-all-rounds` every round's phase is profiled and its window printed in
+//! CLOCK_MONOTONIC seconds: record with `perf record -k mono` and split the rounds with
+//! `perf script --time A,B`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -188,6 +191,10 @@ struct Opts {
     perf_ctl: Option<String>,
     /// Profile the bind baseline (3) instead of the backlog scheduler (3b).
     perf_baseline: bool,
+    /// Profile that phase in every round, not the first only, and print each window's
+    /// CLOCK_MONOTONIC bounds (for `perf record -k mono` and `perf script --time A,B`), so a
+    /// slow round and a fast one can be compared from one profile.
+    perf_all_rounds: bool,
     /// Alternating baseline/backlog rounds.
     rounds: usize,
 }
@@ -203,6 +210,41 @@ fn perf_ctl(fifo: Option<&str>, cmd: &str) -> anyhow::Result<()> {
         f.write_all(format!("{cmd}\n").as_bytes())?;
     }
     Ok(())
+}
+
+/// Whether round `round` of the profiled phase is inside the perf window.
+fn perf_round(o: &Opts, baseline: bool, round: usize) -> Option<&str> {
+    o.perf_ctl
+        .as_deref()
+        .filter(|_| o.perf_baseline == baseline && (round == 0 || o.perf_all_rounds))
+}
+
+/// `t` as CLOCK_MONOTONIC seconds (what `perf record -k mono` stamps samples with). std's
+/// `Instant` is CLOCK_MONOTONIC on Linux but opaque; its `Debug` form shows the timespec.
+fn mono_secs(t: Instant) -> String {
+    let s = format!("{t:?}");
+    let field = |name: &str| -> Option<u64> {
+        let rest = &s[s.find(name)? + name.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    match (field("tv_sec: "), field("tv_nsec: ")) {
+        (Some(sec), Some(nsec)) => format!("{sec}.{nsec:09}"),
+        _ => "?".into(),
+    }
+}
+
+/// Prints a perf window's bounds when every round is profiled.
+fn perf_window(o: &Opts, what: &str, round: usize, from: Instant) {
+    if o.perf_all_rounds && o.perf_ctl.is_some() {
+        let to = Instant::now();
+        println!(
+            "perf window: round {} {what} {},{}",
+            round + 1,
+            mono_secs(from),
+            mono_secs(to)
+        );
+    }
 }
 
 /// POSTs `pods/<name>/binding` to `node-<i % nodes>` as a plain client.
@@ -428,10 +470,7 @@ async fn bind_baseline(
     let rss0 = kubelite_bench::status_mib("VmRSS");
     let prefix = format!("base{round}");
     create_named(pod_api, &prefix, pods).await?;
-    let ctl = o
-        .perf_ctl
-        .as_deref()
-        .filter(|_| o.perf_baseline && round == 0);
+    let ctl = perf_round(o, true, round);
     perf_ctl(ctl, "enable")?;
     let start = Instant::now();
     let cpu0 = process_cpu();
@@ -447,6 +486,9 @@ async fn bind_baseline(
     let secs = start.elapsed().as_secs_f64();
     let cpu = process_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / pods as f64;
     perf_ctl(ctl, "disable")?;
+    if ctl.is_some() {
+        perf_window(o, "baseline", round, start);
+    }
     let grown = kubelite_bench::status_mib("VmRSS") - rss0;
     Ok((pods as f64 / secs, cpu, grown))
 }
@@ -479,10 +521,7 @@ async fn backlog(
     let pods = o.pods;
     delete_all_pods(pod_api).await?;
     create_named(pod_api, "drain", pods).await?;
-    let ctl = o
-        .perf_ctl
-        .as_deref()
-        .filter(|_| !o.perf_baseline && round == 0);
+    let ctl = perf_round(o, false, round);
     perf_ctl(ctl, "enable")?;
     let start = Instant::now();
     let cpu0 = process_cpu();
@@ -509,6 +548,9 @@ async fn backlog(
         ),
     };
     perf_ctl(ctl, "disable")?;
+    if ctl.is_some() {
+        perf_window(o, "backlog", round, start);
+    }
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), sched)
         .await
@@ -711,6 +753,7 @@ async fn main() -> anyhow::Result<()> {
         backlog_only: args.iter().any(|a| a == "--backlog-only"),
         perf_ctl: value("--perf-ctl")?.map(str::to_string),
         perf_baseline: args.iter().any(|a| a == "--perf-baseline"),
+        perf_all_rounds: args.iter().any(|a| a == "--perf-all-rounds"),
         rounds: flag("--rounds")?
             .unwrap_or(if quick { 1 } else { 3 })
             .max(1),
