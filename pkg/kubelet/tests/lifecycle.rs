@@ -373,11 +373,16 @@ async fn oom_killed_reason_comes_from_docker() -> Result<()> {
     let Some(h) = Harness::start(|_| {}).await? else {
         return Ok(());
     };
+    // One 64 MiB buffer filled at once overshoots the 16 MiB limit in a single read, so the
+    // kernel kills at once. `head -c 400m /dev/zero | tail` grew its line buffer a chunk at a
+    // time and could sit for over a minute reclaiming busybox's own pages just under the limit
+    // (a CI run saw it still Running after 60 s).
     let name = h
         .run_pod(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "oom", "namespace": "default"},
             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "c", "image": BUSYBOX, "command": ["sh", "-c", "head -c 400m /dev/zero | tail"],
+                "name": "c", "image": BUSYBOX,
+                "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1"],
                 "resources": {"limits": {"memory": "16Mi"}}
             }]}
         }))
