@@ -24,7 +24,7 @@
 //! the first round's (3b), so a profile holds the backlog scheduler and nothing else (with
 //! `--perf-baseline`, around the first round's bind baseline (3) instead). With
 //! `--perf-all-rounds` every round's phase is profiled and its window printed in
-//! CLOCK_MONOTONIC seconds: record with `perf record -k mono` and split the rounds with
+//! CLOCK_REALTIME seconds: record with `perf record -k realtime` and split the rounds with
 //! `perf script --time A,B`.
 
 use std::collections::HashMap;
@@ -192,8 +192,8 @@ struct Opts {
     /// Profile the bind baseline (3) instead of the backlog scheduler (3b).
     perf_baseline: bool,
     /// Profile that phase in every round, not the first only, and print each window's
-    /// CLOCK_MONOTONIC bounds (for `perf record -k mono` and `perf script --time A,B`), so a
-    /// slow round and a fast one can be compared from one profile.
+    /// CLOCK_REALTIME bounds (for `perf record -k realtime` and `perf script --time A,B`), so
+    /// a slow round and a fast one can be compared from one profile.
     perf_all_rounds: bool,
     /// Alternating baseline/backlog rounds.
     rounds: usize,
@@ -219,32 +219,23 @@ fn perf_round(o: &Opts, baseline: bool, round: usize) -> Option<&str> {
         .filter(|_| o.perf_baseline == baseline && (round == 0 || o.perf_all_rounds))
 }
 
-/// `t` as CLOCK_MONOTONIC seconds (what `perf record -k mono` stamps samples with). std's
-/// `Instant` is CLOCK_MONOTONIC on Linux but opaque; its `Debug` form shows the timespec.
-fn mono_secs(t: Instant) -> String {
-    let s = format!("{t:?}");
-    let field = |name: &str| -> Option<u64> {
-        let rest = &s[s.find(name)? + name.len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
+/// Prints the window of a profiled phase that started at `from`, in CLOCK_REALTIME seconds
+/// (what `perf record -k realtime` stamps samples with), when every round is profiled.
+fn perf_window(o: &Opts, ctl: Option<&str>, what: &str, round: usize, from: Instant) {
+    if !(o.perf_all_rounds && ctl.is_some()) {
+        return;
+    }
+    let to = std::time::SystemTime::now();
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
     };
-    match (field("tv_sec: "), field("tv_nsec: ")) {
-        (Some(sec), Some(nsec)) => format!("{sec}.{nsec:09}"),
-        _ => "?".into(),
-    }
-}
-
-/// Prints a perf window's bounds when every round is profiled.
-fn perf_window(o: &Opts, what: &str, round: usize, from: Instant) {
-    if o.perf_all_rounds && o.perf_ctl.is_some() {
-        let to = Instant::now();
-        println!(
-            "perf window: round {} {what} {},{}",
-            round + 1,
-            mono_secs(from),
-            mono_secs(to)
-        );
-    }
+    let start = secs(to) - from.elapsed().as_secs_f64();
+    println!(
+        "perf window: round {} {what} {start:.6},{:.6}",
+        round + 1,
+        secs(to)
+    );
 }
 
 /// POSTs `pods/<name>/binding` to `node-<i % nodes>` as a plain client.
@@ -486,9 +477,7 @@ async fn bind_baseline(
     let secs = start.elapsed().as_secs_f64();
     let cpu = process_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / pods as f64;
     perf_ctl(ctl, "disable")?;
-    if ctl.is_some() {
-        perf_window(o, "baseline", round, start);
-    }
+    perf_window(o, ctl, "baseline", round, start);
     let grown = kubelite_bench::status_mib("VmRSS") - rss0;
     Ok((pods as f64 / secs, cpu, grown))
 }
@@ -548,9 +537,7 @@ async fn backlog(
         ),
     };
     perf_ctl(ctl, "disable")?;
-    if ctl.is_some() {
-        perf_window(o, "backlog", round, start);
-    }
+    perf_window(o, ctl, "backlog", round, start);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), sched)
         .await
