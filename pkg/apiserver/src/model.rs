@@ -190,6 +190,31 @@ pub fn track_update(
     out.write_to_object(new);
 }
 
+/// Record a create in `obj`'s `metadata.managedFields`, as [`track_update`] with `old =
+/// None`, except in the common case (the client sent no entries, and one walk can tell what
+/// the creator owns): the list is returned as JSON text, for
+/// [`encode_with_managed`](crate::registry::encode_with_managed) to splice into the stored
+/// bytes, and `obj` is left without the field. `None`: `obj` holds its entries (or none).
+pub fn track_create(strategy: &dyn Strategy, obj: &mut Value, manager: &str) -> Option<Vec<u8>> {
+    if base_entries(None, obj, "").entries.is_empty() {
+        let time = crate::registry::now_rfc3339();
+        let writer = Writer {
+            manager,
+            subresource: "",
+            time: &time,
+            ignored: reset_fields(strategy.info(), ""),
+        };
+        if let Some(json) = apply::created_managed_fields_json(obj, &writer, &strategy.type_info())
+        {
+            // Whatever the client sent (an empty or invalid list) is replaced.
+            write_entries(obj, None);
+            return json;
+        }
+    }
+    track_update(strategy, None, obj, manager, "");
+    None
+}
+
 /// Set (or, for `None`, remove) `metadata.managedFields` as
 /// [`ManagedFields::write_to_object`] does.
 fn write_entries(obj: &mut Value, entries: Option<Value>) {

@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use kubelite_api::resource::{find_builtin, ResourceInfo};
 use serde_json::Value;
 
@@ -86,9 +85,9 @@ pub fn parse_with(
 
 fn json_response(reply: Reply) -> Response {
     let code = StatusCode::from_u16(reply.code).unwrap_or(StatusCode::OK);
-    let bytes = match reply.encoded {
-        Some(b) => b,
-        None => Bytes::from(serde_json::to_vec(&reply.body).unwrap_or_default()),
+    let bytes = match reply.json() {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     let mut resp = (code, bytes).into_response();
     let h = resp.headers_mut();
@@ -118,7 +117,7 @@ fn bytes_response(body: Vec<u8>) -> Response {
 /// Render a GET answer (object or list) as JSON or a Table.
 fn render(
     ctx: &Ctx,
-    reply: Reply,
+    mut reply: Reply,
     output: Output,
     params: &Params,
     is_list: bool,
@@ -127,9 +126,11 @@ fn render(
         return Ok(json_response(reply));
     };
     let include = Include::parse(params.get("includeObject"))?;
+    let code = reply.code;
+    let warnings = std::mem::take(&mut reply.warnings);
+    let obj = reply.into_value()?;
     let body = if is_list {
-        let items: Vec<&Value> = reply
-            .body
+        let items: Vec<&Value> = obj
             .get("items")
             .and_then(Value::as_array)
             .map(|a| a.iter().collect())
@@ -139,29 +140,24 @@ fn render(
             version,
             &items,
             include,
-            table::list_meta(&reply.body),
+            table::list_meta(&obj),
             true,
         )
     } else {
-        let rv = reply
-            .body
+        let rv = obj
             .pointer("/metadata/resourceVersion")
             .cloned()
             .unwrap_or(Value::Null);
         table::table(
             ctx.strategy.as_ref(),
             version,
-            &[&reply.body],
+            &[&obj],
             include,
             serde_json::json!({"resourceVersion": rv}),
             true,
         )
     };
-    Ok(json_response(Reply {
-        body,
-        encoded: None,
-        ..reply
-    }))
+    Ok(json_response(Reply::new(code, body, warnings)))
 }
 
 /// Entry point for every `/api/...` and `/apis/...` request.

@@ -3,6 +3,10 @@
 //! the `FieldsV1` tree can be written straight from the object. This is what
 //! [`update_managed_fields`](super::update_managed_fields) computes for `old = None` through
 //! the generic diff, without the intermediate field sets; the tests below hold the two equal.
+//!
+//! The walk writes the `metadata.managedFields` list as JSON text directly
+//! ([`created_managed_fields_json`]): a create's stored bytes are spliced from it, so no
+//! `serde_json` map is built (and hashed, and dropped) for a tree nobody reads back.
 
 use serde_json::{Map, Value};
 
@@ -37,41 +41,105 @@ enum Pe<'v> {
 }
 
 impl Pe<'_> {
-    fn fields_v1_key(&self) -> String {
+    /// The element as its quoted `FieldsV1` key (`"f:name"`).
+    fn write_key(&self, out: &mut Vec<u8>) {
         match self {
             Pe::Field(name) => {
-                let mut key = String::with_capacity(name.len() + 2);
-                key.push_str("f:");
-                key.push_str(name);
-                key
+                out.extend_from_slice(b"\"f:");
+                write_str_contents(out, name);
+                out.push(b'"');
             }
-            Pe::Other(pe) => pe.to_fields_v1_key(),
+            Pe::Other(pe) => write_str(out, &pe.to_fields_v1_key()),
         }
     }
 }
 
-/// The `FieldsV1` content of one node: whether the node itself is owned, and its children
-/// already written (`"."` not yet added).
-struct Node {
-    member: bool,
-    children: Map<String, Value>,
+/// `s` as a JSON string, escaped as `serde_json` escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    write_str_contents(out, s);
+    out.push(b'"');
 }
 
-impl Node {
+/// The contents of a JSON string: `"`, `\` and control characters escaped exactly as
+/// `serde_json`'s compact serializer does (so spliced bytes equal a serialized tree).
+fn write_str_contents(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\x08' => b"\\b",
+            b'\x0c' => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// The `FieldsV1` content of one node: whether the node itself is owned, and its children
+/// in upstream's order (`"."` not among them).
+struct Node<'v> {
+    member: bool,
+    children: Vec<(Pe<'v>, Node<'v>)>,
+}
+
+impl Node<'_> {
+    fn leaf() -> Self {
+        Self {
+            member: true,
+            children: Vec::new(),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         !self.member && self.children.is_empty()
     }
 
-    fn into_value(self) -> Value {
-        if self.member && !self.children.is_empty() {
-            let mut out = Map::with_capacity(self.children.len() + 1);
-            out.insert(".".to_owned(), Value::Object(Map::new()));
-            out.extend(self.children);
-            Value::Object(out)
-        } else {
-            Value::Object(self.children)
-        }
+    /// The node as a `FieldsV1` object: `{".":{},...children}` when it is owned and has
+    /// children, `{...children}` otherwise.
+    fn write(&self, out: &mut Vec<u8>) {
+        write_object(
+            out,
+            self.member && !self.children.is_empty(),
+            &self.children,
+        );
     }
+}
+
+/// `{".":{}` (when `dot`) and the children, `}`.
+fn write_object(out: &mut Vec<u8>, dot: bool, children: &[(Pe<'_>, Node<'_>)]) {
+    out.push(b'{');
+    let mut first = true;
+    if dot {
+        out.extend_from_slice(b"\".\":{}");
+        first = false;
+    }
+    for (pe, node) in children {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        pe.write_key(out);
+        out.push(b':');
+        node.write(out);
+    }
+    out.push(b'}');
 }
 
 /// The one walk can't reproduce the generic result (duplicate list keys, which the generic
@@ -89,11 +157,11 @@ impl<'t> CreateWalk<'t> {
         cur: Cursor,
         names: &mut Vec<&'v str>,
         ignored: &[&'t [PathElement]],
-    ) -> Result<Map<String, Value>, Fallback> {
+    ) -> Result<Vec<(Pe<'v>, Node<'v>)>, Fallback> {
         let root = names.is_empty();
         let top_level_struct = root && self.types.is_builtin();
         let in_meta = names.len() == 1 && names[0] == "metadata";
-        let mut children: Vec<(Pe<'v>, Node)> = Vec::with_capacity(map.len());
+        let mut children: Vec<(Pe<'v>, Node<'v>)> = Vec::with_capacity(map.len());
         for (k, v) in map {
             if skipped(names, k) {
                 continue;
@@ -118,7 +186,7 @@ impl<'t> CreateWalk<'t> {
                 children.push((Pe::Field(k), node));
             }
         }
-        write_sorted(children)
+        sorted(children)
     }
 
     fn value<'v>(
@@ -128,11 +196,8 @@ impl<'t> CreateWalk<'t> {
         cur: Cursor,
         names: &mut Vec<&'v str>,
         ignored: &[&'t [PathElement]],
-    ) -> Result<Node, Fallback> {
-        let mut node = Node {
-            member: true,
-            children: Map::new(),
-        };
+    ) -> Result<Node<'v>, Fallback> {
+        let mut node = Node::leaf();
         match v {
             Value::Object(map) if self.types.map_type(parent, names) == MapType::Granular => {
                 node.children = self.map(map, cur, names, ignored)?;
@@ -148,16 +213,13 @@ impl<'t> CreateWalk<'t> {
                 let mut children = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let pe = lenient_pe(&lt, item, i).unwrap_or(PathElement::Index(i));
-                    let mut child = Node {
-                        member: true,
-                        children: Map::new(),
-                    };
+                    let mut child = Node::leaf();
                     if let (ListType::Map(_), Value::Object(m)) = (&lt, item) {
                         child.children = self.map(m, cur, names, &[])?;
                     }
                     children.push((Pe::Other(pe), child));
                 }
-                node.children = write_sorted(children)?;
+                node.children = sorted(children)?;
             }
             _ => {}
         }
@@ -182,27 +244,26 @@ fn descend_ignored<'t>(ignored: &[&'t [PathElement]], k: &str) -> (bool, Vec<&'t
 }
 
 /// The children in upstream's order; two equal elements (duplicate list keys) fall back.
-fn write_sorted(mut children: Vec<(Pe<'_>, Node)>) -> Result<Map<String, Value>, Fallback> {
+fn sorted<'v>(mut children: Vec<(Pe<'v>, Node<'v>)>) -> Result<Vec<(Pe<'v>, Node<'v>)>, Fallback> {
     children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if children.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err(Fallback);
     }
-    let mut out = Map::with_capacity(children.len());
-    for (pe, node) in children {
-        out.insert(pe.fields_v1_key(), node.into_value());
-    }
-    Ok(out)
+    Ok(children)
 }
 
-/// The `metadata.managedFields` of a new object that carries none, created by `writer`:
-/// `Some(None)` when the writer owns nothing (the object stays untracked), `Some(Some(list))`
-/// with its one `Update` entry, or `None` when only the generic path can tell (the caller
-/// then uses [`update_managed_fields`](super::update_managed_fields) with `old = None`).
-pub fn created_managed_fields(
+/// The `metadata.managedFields` of a new object that carries none, created by `writer`, as
+/// the JSON text of the list: `Some(None)` when the writer owns nothing (the object stays
+/// untracked), `Some(Some(json))` with its one `Update` entry, or `None` when only the
+/// generic path can tell (the caller then uses
+/// [`update_managed_fields`](super::update_managed_fields) with `old = None`). The entry's
+/// keys are in upstream's order (`manager`, `operation`, `apiVersion`, `time`, `fieldsType`,
+/// `fieldsV1`, `subresource`), as are the `FieldsV1` keys.
+pub fn created_managed_fields_json(
     obj: &Value,
     writer: &Writer<'_>,
     types: &TypeInfo,
-) -> Option<Option<Value>> {
+) -> Option<Option<Vec<u8>>> {
     let Value::Object(root) = obj else {
         return Some(None);
     };
@@ -218,20 +279,34 @@ pub fn created_managed_fields(
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let mut entry = Map::with_capacity(7);
-    entry.insert("manager".into(), Value::String(writer.manager.to_owned()));
-    entry.insert("operation".into(), "Update".into());
-    entry.insert("apiVersion".into(), Value::String(api_version.to_owned()));
-    entry.insert("time".into(), Value::String(writer.time.to_owned()));
-    entry.insert("fieldsType".into(), "FieldsV1".into());
-    entry.insert("fieldsV1".into(), Value::Object(fields));
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"[{\"manager\":");
+    write_str(&mut out, writer.manager);
+    out.extend_from_slice(b",\"operation\":\"Update\",\"apiVersion\":");
+    write_str(&mut out, api_version);
+    out.extend_from_slice(b",\"time\":");
+    write_str(&mut out, writer.time);
+    out.extend_from_slice(b",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":");
+    write_object(&mut out, false, &fields);
     if !writer.subresource.is_empty() {
-        entry.insert(
-            "subresource".into(),
-            Value::String(writer.subresource.to_owned()),
-        );
+        out.extend_from_slice(b",\"subresource\":");
+        write_str(&mut out, writer.subresource);
     }
-    Some(Some(Value::Array(vec![Value::Object(entry)])))
+    out.extend_from_slice(b"}]");
+    Some(Some(out))
+}
+
+/// [`created_managed_fields_json`] as a value: `Some(None)` when the writer owns nothing,
+/// `Some(Some(list))` with its one entry, `None` when only the generic path can tell.
+pub fn created_managed_fields(
+    obj: &Value,
+    writer: &Writer<'_>,
+    types: &TypeInfo,
+) -> Option<Option<Value>> {
+    match created_managed_fields_json(obj, writer, types)? {
+        None => Some(None),
+        Some(bytes) => serde_json::from_slice(&bytes).ok().map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -359,14 +434,35 @@ mod tests {
                     ignored,
                 };
                 let fast = created_managed_fields(&obj, &writer, types).expect("one walk");
-                assert_eq!(fast, generic(&obj, &writer, types), "{obj}");
-                // Same bytes too (key order), as stored objects show them.
+                let slow = generic(&obj, &writer, types);
+                assert_eq!(fast, slow, "{obj}");
+                // Same bytes too (upstream's key order), as stored objects show them.
+                let json = created_managed_fields_json(&obj, &writer, types).expect("one walk");
                 assert_eq!(
-                    fast.map(|v| v.to_string()),
-                    generic(&obj, &writer, types).map(|v| v.to_string())
+                    json.map(|b| String::from_utf8(b).expect("utf-8")),
+                    slow.map(|v| v.to_string())
                 );
             }
         }
+    }
+
+    #[test]
+    fn field_names_are_escaped_as_serde_json_escapes_them() {
+        let deduced = TypeInfo::deduced();
+        let obj = json!({"apiVersion": "x/v1", "kind": "Thing", "metadata": {"name": "t"},
+            "spec": {"quo\"te": 1, "back\\slash": {"tab\there": 2}, "ctl\u{1}\u{1f}\n\r\u{8}\u{c}": 3,
+                "üñï/~": 4}});
+        let writer = Writer {
+            manager: "m\"gr\u{7}",
+            subresource: "",
+            time: T,
+            ignored: &[],
+        };
+        let json = created_managed_fields_json(&obj, &writer, &deduced)
+            .expect("one walk")
+            .expect("owned fields");
+        let slow = generic(&obj, &writer, &deduced).expect("owned fields");
+        assert_eq!(String::from_utf8(json).expect("utf-8"), slow.to_string());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `FieldsV1` encoding ([`FieldSet`]), per-kind list and map types ([`TypeInfo`]), merging an
 //! applied configuration into the live object with ownership and conflicts ([`apply`]), and
 //! the ownership bookkeeping of every other write ([`update_managed_fields`], and
-//! [`created_managed_fields`] for the common create in one walk).
+//! [`created_managed_fields_json`] for the common create in one walk, written as JSON).
 //!
 //! The apiserver reads the live object's entries with [`ManagedFields::from_object`], calls
 //! [`apply`] or [`update_managed_fields`], and writes the result back with
@@ -19,7 +19,7 @@ mod tests;
 mod typeinfo;
 mod walk;
 
-pub use created::created_managed_fields;
+pub use created::{created_managed_fields, created_managed_fields_json};
 pub use fieldset::{FieldSet, Path, PathElement};
 pub use managed::{stripped_fields, ManagedFields, ManagedFieldsEntry, Operation};
 pub use ops::{

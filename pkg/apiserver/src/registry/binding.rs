@@ -160,12 +160,11 @@ pub async fn bind(
 
 /// Upstream's answer to a binding: a `Status` of Success with code 201.
 fn success() -> Reply {
-    Reply {
-        code: 201,
-        body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-        warnings: Vec::new(),
-        encoded: None,
-    }
+    Reply::new(
+        201,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        Vec::new(),
+    )
 }
 
 #[cfg(test)]

@@ -26,6 +26,18 @@ pub fn generate_name(base: &str) -> String {
     format!("{base}{suffix}")
 }
 
+/// A random (version 4) UUID, as upstream's object UIDs. The bytes come from the thread's
+/// CSPRNG, not a `getrandom` system call per object as `Uuid::new_v4` makes.
+fn new_uid() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
+}
+
 /// Metadata every new object gets, whatever its kind.
 fn stamp_metadata(ctx: &Ctx, obj: &mut Value) -> Result<()> {
     let has_generation = ctx.strategy.has_generation();
@@ -34,7 +46,7 @@ fn stamp_metadata(ctx: &Ctx, obj: &mut Value) -> Result<()> {
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
     m.remove("selfLink");
-    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("uid".into(), Value::String(new_uid()));
     m.insert("creationTimestamp".into(), json!(super::now_rfc3339()));
     if has_generation {
         m.insert("generation".into(), json!(1));
@@ -95,11 +107,23 @@ async fn create_inner(
     ctx.strategy.reset_status(&mut obj);
     ctx.strategy.default(&mut obj);
     ctx.strategy.prepare_create(&mut obj);
+    // Once per create, on the object as stored (defaults included, as upstream decodes them
+    // before its field manager runs); a generated name changes nothing tracked. The common
+    // case comes back as JSON to splice into the stored bytes; a dry run answers with the
+    // object and a converted kind stores another form, so those get it as a value.
+    let mut managed = None;
     if track {
-        // Once per create, on the object as stored (defaults included, as upstream decodes
-        // them before its field manager runs); a generated name changes nothing tracked.
         let manager = params.field_manager();
-        crate::model::track_update(ctx.strategy.as_ref(), None, &mut obj, &manager, "");
+        managed = crate::model::track_create(ctx.strategy.as_ref(), &mut obj, &manager);
+        if params.dry_run() || ctx.converts() {
+            if let Some(json) = managed.take() {
+                let list: Value = serde_json::from_slice(&json)
+                    .map_err(|e| ApiError::internal(format!("managed fields: {e}")))?;
+                if let Some(m) = meta_mut(&mut obj) {
+                    m.insert("managedFields".into(), list);
+                }
+            }
+        }
     }
 
     let explicit_name = super::name_of(&obj).to_string();
@@ -130,22 +154,20 @@ async fn create_inner(
                 return Err(ApiError::already_exists(ctx.target(&name)));
             }
             crate::services::check_for_dry_run(reg, ctx, &obj).await?;
-            return Ok(Reply {
-                code: 201,
-                body: obj,
-                warnings,
-                encoded: None,
-            });
+            return Ok(Reply::new(201, obj, warnings));
         }
         let allocated = crate::services::allocate(reg, ctx, &mut obj).await?;
         let started = std::time::Instant::now();
-        let encoded = ctx.encode(&obj)?;
+        let encoded = match &managed {
+            Some(json) => super::encode_with_managed(&mut obj, json)?,
+            None => ctx.encode(&obj)?,
+        };
         let res = reg.storage.create(&key, encoded.clone()).await;
         reg.metrics.observe_storage("create", started.elapsed());
         match res {
             Ok(kv) => {
                 tracing::debug!(resource = %info.group_resource(), %name, "created");
-                return super::stored_reply(ctx, 201, obj, &encoded, &kv, warnings);
+                return super::stored_json_reply(ctx, 201, &encoded, &kv, warnings);
             }
             Err(e) => {
                 crate::services::release_all(reg, &allocated).await;
@@ -166,6 +188,16 @@ async fn create_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uids_are_random_version_4_uuids() {
+        let a = new_uid();
+        let parsed = uuid::Uuid::parse_str(&a).expect("a uuid");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(a, parsed.hyphenated().to_string());
+        assert_ne!(a, new_uid());
+    }
 
     #[test]
     fn generated_names() {

@@ -338,11 +338,14 @@ pub async fn delete_collection(
             ..ctx.clone()
         };
         match delete(reg, &obj_ctx, &name, opts).await {
-            Ok(r) => items.push(if r.body.get("kind") == Some(&json!("Status")) {
-                obj
-            } else {
-                r.body
-            }),
+            Ok(r) => {
+                let body = r.into_value()?;
+                items.push(if body.get("kind") == Some(&json!("Status")) {
+                    obj
+                } else {
+                    body
+                })
+            }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }

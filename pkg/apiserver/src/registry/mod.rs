@@ -236,25 +236,53 @@ pub const USER_AGENT_PARAM: &str = "\u{0}user-agent";
 /// Upstream's `FieldManagerMaxLength`.
 const FIELD_MANAGER_MAX_LEN: usize = 128;
 
-/// A successful answer: code, object, `Warning` headers.
+/// A successful answer: code, object, `Warning` headers. The object is held as a value, as
+/// JSON, or both (then the same object).
 #[derive(Debug)]
 pub struct Reply {
     pub code: u16,
-    pub body: Value,
+    /// The object as a value; `None` when only `encoded` holds it.
+    body: Option<Value>,
     pub warnings: Vec<String>,
-    /// `body` already encoded as JSON (the stored bytes with their resourceVersion), so the
-    /// answer need not serialize it again. Whoever changes `body` must drop it.
-    pub encoded: Option<Bytes>,
+    /// The object already encoded as JSON (the stored bytes with their resourceVersion), so
+    /// the answer need not serialize it again.
+    encoded: Option<Bytes>,
 }
 
 impl Reply {
+    /// `code` with `body` and `warnings`.
+    pub fn new(code: u16, body: Value, warnings: Vec<String>) -> Self {
+        Self {
+            code,
+            body: Some(body),
+            warnings,
+            encoded: None,
+        }
+    }
+
     /// 200 with `body` and no warnings.
     pub fn ok(body: Value) -> Self {
-        Self {
-            code: 200,
-            body,
-            warnings: Vec::new(),
-            encoded: None,
+        Self::new(200, body, Vec::new())
+    }
+
+    /// The object as a value, decoded from its JSON when only that holds it.
+    pub fn into_value(self) -> Result<Value> {
+        match (self.body, self.encoded) {
+            (Some(v), _) => Ok(v),
+            (None, Some(json)) => serde_json::from_slice(&json)
+                .map_err(|e| ApiError::internal(format!("decoding an answer: {e}"))),
+            (None, None) => Err(ApiError::internal("an answer without an object")),
+        }
+    }
+
+    /// The object as JSON, encoded here unless it already is.
+    pub fn json(&self) -> Result<Bytes> {
+        match (&self.encoded, &self.body) {
+            (Some(json), _) => Ok(json.clone()),
+            (None, Some(v)) => serde_json::to_vec(v)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::internal(format!("encoding an answer: {e}"))),
+            (None, None) => Err(ApiError::internal("an answer without an object")),
         }
     }
 }
@@ -272,21 +300,37 @@ pub fn stored_reply(
     warnings: Vec<String>,
 ) -> Result<Reply> {
     if ctx.converts() {
-        return Ok(Reply {
-            code,
-            body: ctx.decode(kv)?,
-            warnings,
-            encoded: None,
-        });
+        return Ok(Reply::new(code, ctx.decode(kv)?, warnings));
     }
     set_rv(&mut obj, kv.mod_revision);
     let encoded = list::stamp_rv(encoded, kv.mod_revision).map(Bytes::from);
     Ok(Reply {
         code,
-        body: obj,
+        body: Some(obj),
         warnings,
         encoded,
     })
+}
+
+/// The answer to a write that stored `encoded` as `kv`, as JSON only: the stored bytes with
+/// their resourceVersion (decoded when they cannot be stamped, or when the kind's stored form
+/// is converted on read).
+pub fn stored_json_reply(
+    ctx: &Ctx,
+    code: u16,
+    encoded: &Bytes,
+    kv: &KeyValue,
+    warnings: Vec<String>,
+) -> Result<Reply> {
+    match list::stamp_rv(encoded, kv.mod_revision) {
+        Some(json) if !ctx.converts() => Ok(Reply {
+            code,
+            body: None,
+            warnings,
+            encoded: Some(Bytes::from(json)),
+        }),
+        _ => Ok(Reply::new(code, ctx.decode(kv)?, warnings)),
+    }
 }
 
 /// Decode a stored object and stamp its resourceVersion.
@@ -317,6 +361,59 @@ pub fn encode(obj: &Value) -> Result<Bytes> {
     encoded
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+}
+
+/// [`encode`] of a new object whose `metadata.managedFields` is the JSON text `managed`
+/// (from [`crate::model::track_create`]): the list is copied into the bytes rather than built
+/// as a value. The field is placed where the object's map puts a new key (a `null`
+/// placeholder is inserted to find out), so the bytes equal encoding the object with the list
+/// as a value.
+pub fn encode_with_managed(obj: &mut Value, managed: &[u8]) -> Result<Bytes> {
+    let meta = meta_mut(obj).ok_or_else(|| ApiError::internal("object without metadata"))?;
+    meta.insert("managedFields".into(), Value::Null);
+    let Value::Object(root) = &*obj else {
+        return Err(ApiError::internal("object is not a map"));
+    };
+    let fail = |e: serde_json::Error| ApiError::internal(format!("encoding object: {e}"));
+    let mut out = Vec::with_capacity(2048 + managed.len());
+    out.push(b'{');
+    for (i, (k, v)) in root.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, k).map_err(fail)?;
+        out.push(b':');
+        let Value::Object(meta) = v else {
+            serde_json::to_writer(&mut out, v).map_err(fail)?;
+            continue;
+        };
+        if k != "metadata" {
+            serde_json::to_writer(&mut out, v).map_err(fail)?;
+            continue;
+        }
+        out.push(b'{');
+        let mut first = true;
+        // As `encode`, never store these.
+        for (mk, mv) in meta
+            .iter()
+            .filter(|(mk, _)| *mk != "resourceVersion" && *mk != "selfLink")
+        {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, mk).map_err(fail)?;
+            out.push(b':');
+            if mk == "managedFields" {
+                out.extend_from_slice(managed);
+            } else {
+                serde_json::to_writer(&mut out, mv).map_err(fail)?;
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
 }
 
 /// Stamp `metadata.resourceVersion`.

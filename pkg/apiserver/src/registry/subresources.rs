@@ -204,9 +204,10 @@ pub async fn write_scale(
         );
         match attempt.await? {
             Attempt::Done(mut r) => {
-                r.body = scale_at(&r.body, &paths);
-                r.encoded = None;
-                return Ok(r);
+                let warnings = std::mem::take(&mut r.warnings);
+                let code = r.code;
+                let obj = r.into_value()?;
+                return Ok(Reply::new(code, scale_at(&obj, &paths), warnings));
             }
             Attempt::Raced => continue,
         }
@@ -224,10 +225,9 @@ pub async fn evict(
 ) -> Result<Reply> {
     let opts = DeleteOptions::parse(params, eviction.get("deleteOptions"))?;
     super::delete::delete(reg, ctx, name, &opts).await?;
-    Ok(Reply {
-        code: 201,
-        body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-        warnings: Vec::new(),
-        encoded: None,
-    })
+    Ok(Reply::new(
+        201,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        Vec::new(),
+    ))
 }

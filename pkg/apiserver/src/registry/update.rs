@@ -175,21 +175,11 @@ pub async fn write_tracked(
     let mut new = prepare(ctx, part, old, incoming, tracking)?;
     super::set_rv(&mut new, cur.mod_revision);
     if super::same_object(&new, old) {
-        return Ok(Attempt::Done(Reply {
-            code: 200,
-            body: old.clone(),
-            warnings,
-            encoded: None,
-        }));
+        return Ok(Attempt::Done(Reply::new(200, old.clone(), warnings)));
     }
     if finalized(old, &new) {
         if params.dry_run() {
-            return Ok(Attempt::Done(Reply {
-                code: 200,
-                body: new,
-                warnings,
-                encoded: None,
-            }));
+            return Ok(Attempt::Done(Reply::new(200, new, warnings)));
         }
         return super::delete::remove(reg, ctx, &name, cur, &new)
             .await
@@ -202,12 +192,7 @@ pub async fn write_tracked(
             });
     }
     if params.dry_run() {
-        return Ok(Attempt::Done(Reply {
-            code: 200,
-            body: new,
-            warnings,
-            encoded: None,
-        }));
+        return Ok(Attempt::Done(Reply::new(200, new, warnings)));
     }
     let claimed = crate::services::allocate_on_update(reg, ctx, old, &mut new).await?;
     // The stored form has no resourceVersion; dropping it here spares `encode` a copy.
