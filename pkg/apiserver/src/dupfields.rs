@@ -4,6 +4,7 @@
 //! walking it twice showed in profiles.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Paths of duplicated keys in a JSON document (empty for invalid JSON: decoding reports that).
@@ -82,20 +83,34 @@ impl<'de> Visitor<'de> for Decode<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut obj = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let here = Path {
-                parent: self.path,
-                seg: Seg::Key(&key),
-            };
-            if obj.contains_key(&key) {
-                let mut rendered = String::new();
-                render(Some(&here), &mut rendered);
-                self.out.push(rendered);
+            // One lookup a key: the entry both tells a duplicate and takes the value.
+            match obj.entry(key) {
+                Entry::Vacant(slot) => {
+                    let here = Path {
+                        parent: self.path,
+                        seg: Seg::Key(slot.key()),
+                    };
+                    let value = map.next_value_seed(Decode {
+                        path: Some(&here),
+                        out: &mut *self.out,
+                    })?;
+                    slot.insert(value);
+                }
+                Entry::Occupied(mut slot) => {
+                    let here = Path {
+                        parent: self.path,
+                        seg: Seg::Key(slot.key()),
+                    };
+                    let mut rendered = String::new();
+                    render(Some(&here), &mut rendered);
+                    self.out.push(rendered);
+                    let value = map.next_value_seed(Decode {
+                        path: Some(&here),
+                        out: &mut *self.out,
+                    })?;
+                    slot.insert(value);
+                }
             }
-            let value = map.next_value_seed(Decode {
-                path: Some(&here),
-                out: &mut *self.out,
-            })?;
-            obj.insert(key, value);
         }
         Ok(Value::Object(obj))
     }
