@@ -701,4 +701,29 @@ mod tests {
         let b = encode(&v).expect("encode");
         assert!(!String::from_utf8_lossy(&b).contains("resourceVersion"));
     }
+
+    #[test]
+    fn spliced_managed_fields_equal_encoding_the_value() {
+        let list = json!([{"manager": "m", "operation": "Update", "apiVersion": "v1",
+            "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:x\"y": {}}}}]);
+        let managed = serde_json::to_vec(&list).expect("encode");
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": {"k": "v"}},
+                "spec": {"x\"y": "\u{1}", "n": [1, 2.5, null, true]}}),
+            // metadata last, and not first among the object's keys
+            json!({"kind": "ConfigMap", "data": {"managedFields": "x"}, "metadata": {"name": "b"}}),
+            // a client's list is replaced in place; stored-never fields are left out
+            json!({"metadata": {"managedFields": [], "name": "c", "resourceVersion": "3", "selfLink": "/x"}}),
+        ];
+        for obj in objects {
+            let mut spliced = obj.clone();
+            let got = encode_with_managed(&mut spliced, &managed).expect("spliced");
+            let mut want = obj.clone();
+            if let Some(m) = meta_mut(&mut want) {
+                m.insert("managedFields".into(), list.clone());
+            }
+            assert_eq!(got, encode(&want).expect("encode"), "{obj}");
+        }
+    }
 }
