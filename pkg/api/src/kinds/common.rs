@@ -1,28 +1,64 @@
 //! Small helpers shared by the strategies: tolerant JSON accessors, column constructors, label
 //! and selector formatting as upstream's printers and validation messages render them.
 
+use std::fmt::Display;
+
 use serde_json::{Map, Value};
 
 use crate::strategy::{Column, FieldCause};
 
+/// The value at JSON pointer `p`, resolved exactly as [`Value::pointer`] does. That one
+/// allocates two `String`s per token to unescape it, which showed up on the pod create path;
+/// here tokens are borrowed from `p`. Escaped paths (`~0`, `~1`) are rare, so they go to
+/// `Value::pointer` instead of a second copy of the unescaping rules.
+pub(crate) fn lookup<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
+    if p.contains('~') {
+        return v.pointer(p);
+    }
+    if p.is_empty() {
+        return Some(v);
+    }
+    p.strip_prefix('/')?
+        .split('/')
+        .try_fold(v, |cur, token| lookup_token(cur, token))
+}
+
+/// One pointer step with an already unescaped `token`: a key of an object, an index into an
+/// array, nothing inside a scalar.
+pub(crate) fn lookup_token<'a>(v: &'a Value, token: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m.get(token),
+        Value::Array(items) => parse_index(token).and_then(|i| items.get(i)),
+        _ => None,
+    }
+}
+
+/// An array index as `Value::pointer` reads it: `+1` and `01` name no element.
+fn parse_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
+}
+
 /// The string at JSON pointer `p`, `""` when absent or not a string.
 pub(crate) fn s<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+    lookup(v, p).and_then(Value::as_str).unwrap_or("")
 }
 
 /// The integer at `p`, 0 when absent.
 pub(crate) fn int(v: &Value, p: &str) -> i64 {
-    v.pointer(p).and_then(Value::as_i64).unwrap_or(0)
+    lookup(v, p).and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// The boolean at `p`, false when absent.
 pub(crate) fn boolean(v: &Value, p: &str) -> bool {
-    v.pointer(p).and_then(Value::as_bool).unwrap_or(false)
+    lookup(v, p).and_then(Value::as_bool).unwrap_or(false)
 }
 
 /// The array at `p`, empty when absent.
 pub(crate) fn arr<'a>(v: &'a Value, p: &str) -> &'a [Value] {
-    v.pointer(p)
+    lookup(v, p)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
@@ -34,13 +70,10 @@ pub(crate) fn child<'a>(
     m: &'a mut Map<String, Value>,
     key: &str,
 ) -> Option<&'a mut Map<String, Value>> {
-    let slot = m
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if slot.is_null() {
-        *slot = Value::Object(Map::new());
-    }
-    slot.as_object_mut()
+    // Usually the child exists: a second lookup is cheaper than `entry`'s owned key, which
+    // would allocate on every call.
+    set_default_with(m, key, || Value::Object(Map::new()));
+    m.get_mut(key).and_then(Value::as_object_mut)
 }
 
 /// Walk a path of child objects from the root, creating them as needed.
@@ -54,10 +87,22 @@ pub(crate) fn path_mut<'a>(v: &'a mut Value, keys: &[&str]) -> Option<&'a mut Ma
 
 /// Set `key` to `val` unless it already holds a non-null value.
 pub(crate) fn set_default(m: &mut Map<String, Value>, key: &str, val: Value) {
-    match m.get(key) {
+    set_default_with(m, key, || val);
+}
+
+/// [`set_default`] with the value built only when it is stored.
+pub(crate) fn set_default_with(
+    m: &mut Map<String, Value>,
+    key: &str,
+    make: impl FnOnce() -> Value,
+) {
+    match m.get_mut(key) {
         Some(v) if !v.is_null() => {}
-        _ => {
-            m.insert(key.to_string(), val);
+        // Replacing a null in place keeps the key's position, as `insert` would, without
+        // allocating the key and hashing it again.
+        Some(v) => *v = make(),
+        None => {
+            m.insert(key.to_string(), make());
         }
     }
 }
@@ -120,7 +165,7 @@ pub(crate) fn name_cell(obj: &Value) -> Value {
 /// The object's age as a cell.
 pub(crate) fn age_cell(obj: &Value, now: chrono::DateTime<chrono::Utc>) -> Value {
     Value::from(crate::meta::age_since(
-        obj.pointer("/metadata/creationTimestamp"),
+        lookup(obj, "/metadata/creationTimestamp"),
         now,
     ))
 }
@@ -333,12 +378,13 @@ pub(crate) fn not_found(field: impl Into<String>, value: &Value) -> FieldCause {
     }
 }
 
-/// `must be greater than or equal to 0` when the integer at `p` is negative.
-pub(crate) fn non_negative(obj: &Value, p: &str, field: &str, out: &mut Vec<FieldCause>) {
-    if let Some(n) = obj.pointer(p).and_then(Value::as_i64) {
+/// `must be greater than or equal to 0` when the integer at `p` is negative. `field` is only
+/// rendered for a cause, so callers in per-item loops can pass it unformatted.
+pub(crate) fn non_negative(obj: &Value, p: &str, field: impl Display, out: &mut Vec<FieldCause>) {
+    if let Some(n) = lookup(obj, p).and_then(Value::as_i64) {
         if n < 0 {
             out.push(FieldCause::invalid(
-                field,
+                field.to_string(),
                 &Value::from(n),
                 "must be greater than or equal to 0",
             ));
@@ -348,8 +394,8 @@ pub(crate) fn non_negative(obj: &Value, p: &str, field: &str, out: &mut Vec<Fiel
 
 /// `field is immutable` when the values at `p` differ between `new` and `old`.
 pub(crate) fn immutable(new: &Value, old: &Value, p: &str, field: &str, out: &mut Vec<FieldCause>) {
-    let n = new.pointer(p).unwrap_or(&Value::Null);
-    if n != old.pointer(p).unwrap_or(&Value::Null) {
+    let n = lookup(new, p).unwrap_or(&Value::Null);
+    if n != lookup(old, p).unwrap_or(&Value::Null) {
         out.push(FieldCause::invalid(field, n, "field is immutable"));
     }
 }
@@ -363,6 +409,85 @@ pub(crate) fn field(obj: &Value, p: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lookup_matches_value_pointer() {
+        let doc = json!({
+            "a": {"b": [10, {"c": "x"}, [true]], "": {"": 1}},
+            "a/b": 1, "m~n": 2, "~1": 3, "~": 4, "0": 5, "01": 6, "+1": 7,
+            "list": ["zero", "one"], "n": null, "s": "str"
+        });
+        let paths = [
+            "",
+            "/",
+            "//",
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/2/0",
+            "/a/b/3",
+            "/a/b/-1",
+            "/a/b/01",
+            "/a/b/+1",
+            "/a/b/00",
+            "/a/b/1/c/d",
+            "/a/",
+            "/a//",
+            "/a/b/",
+            "/a/~1b",
+            "/a~1b",
+            "/m~0n",
+            "/~01",
+            "/~00",
+            "/~0",
+            "/~1",
+            "/~",
+            "/~2",
+            "/0",
+            "/01",
+            "/+1",
+            "/list/0",
+            "/list/1",
+            "/list/2",
+            "/list/+1",
+            "/list/01",
+            "/list/-0",
+            "/list/18446744073709551616",
+            "/list/0/x",
+            "/n",
+            "/n/x",
+            "/s",
+            "/s/0",
+            "/missing",
+            "/missing/x",
+            "a",
+            "a/b",
+            "x/a",
+        ];
+        for p in paths {
+            assert_eq!(lookup(&doc, p), doc.pointer(p), "{p:?}");
+            assert_eq!(
+                s(&doc, p),
+                doc.pointer(p).and_then(Value::as_str).unwrap_or("")
+            );
+        }
+        assert_eq!(arr(&doc, "/list").len(), 2);
+        assert_eq!(int(&doc, "/a//"), 1);
+        assert!(boolean(&doc, "/a/b/2/0"));
+    }
+
+    #[test]
+    fn set_default_keeps_order_and_values() {
+        let mut m = json!({"a": null, "b": 1})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        set_default(&mut m, "a", json!("x"));
+        set_default(&mut m, "b", json!(2));
+        set_default(&mut m, "c", json!(3));
+        assert_eq!(Value::Object(m).to_string(), r#"{"a":"x","b":1,"c":3}"#);
+    }
 
     #[test]
     fn selector_formatting() {

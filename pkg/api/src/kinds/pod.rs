@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::common::{
-    age_cell, arr, boolean, child, col, field, int, name_cell, name_col, s, set_default,
+    age_cell, arr, boolean, child, col, each_obj, field, int, lookup, name_cell, name_col, s,
+    set_default, set_default_with,
 };
 use super::podspec::{add_default_tolerations, default_pod_spec, qos_class, validate_pod_spec};
 use crate::meta::parse_time;
@@ -41,34 +42,26 @@ impl Strategy for PodStrategy {
             // Admission plugins upstream (ServiceAccount, Priority, DefaultTolerationSeconds)
             // fill these on create; kubelite has no admission chain, so they live here.
             set_default(spec, "serviceAccountName", "default".into());
-            if let Some(sa) = spec.get("serviceAccountName").cloned() {
-                set_default(spec, "serviceAccount", sa);
+            // Only clone the name when it is going to be stored.
+            if spec.get("serviceAccount").is_none_or(Value::is_null) {
+                if let Some(sa) = spec.get("serviceAccountName").cloned() {
+                    set_default(spec, "serviceAccount", sa);
+                }
             }
             set_default(spec, "priority", 0.into());
             set_default(spec, "preemptionPolicy", "PreemptLowerPriority".into());
             add_default_tolerations(spec);
             // SetDefaults_Pod: a container's requests default to its limits.
             for key in ["containers", "initContainers"] {
-                super::common::each_obj(spec, key, |c| {
-                    let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else {
-                        return;
-                    };
-                    let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() else {
-                        return;
-                    };
-                    if let Some(req) = child(res, "requests") {
-                        for (k, v) in limits {
-                            req.entry(k).or_insert(v);
-                        }
-                    }
-                });
+                each_obj(spec, key, default_requests_to_limits);
             }
         }
         let spec = root.get("spec").unwrap_or(&Value::Null);
         let qos = qos_class(spec);
         let gated = !arr(spec, "/schedulingGates").is_empty();
         if let Some(status) = child(root, "status") {
-            set_default(status, "phase", "Pending".into());
+            // `reset_status` has usually set the phase already: build the value only if not.
+            set_default_with(status, "phase", || "Pending".into());
             set_default(status, "qosClass", qos.into());
             // Upstream's applySchedulingGatedCondition on create.
             if gated && status.get("conditions").is_none_or(Value::is_null) {
@@ -186,6 +179,32 @@ impl Strategy for PodStrategy {
     }
 }
 
+/// SetDefaults_Pod: a container's missing requests default to its limits. Only the limits
+/// that are missing from the requests are cloned (usually none once a pod is defaulted).
+fn default_requests_to_limits(c: &mut Map<String, Value>) {
+    let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(limits) = res.get("limits").and_then(Value::as_object) else {
+        return;
+    };
+    let requests = match res.get("requests") {
+        Some(Value::Object(q)) => Some(q),
+        Some(Value::Null) | None => None,
+        // A non-object is left for validation to reject, as `child` does.
+        Some(_) => return,
+    };
+    let missing: Vec<(String, Value)> = limits
+        .iter()
+        .filter(|(k, _)| requests.is_none_or(|q| !q.contains_key(k.as_str())))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // Created even when there is nothing to copy, as before.
+    if let Some(req) = child(res, "requests") {
+        req.extend(missing);
+    }
+}
+
 /// `new_spec` with every field a pod update may change copied from `old_spec`, so that any
 /// remaining difference is a forbidden change.
 fn munge_allowed(new_spec: &Value, old_spec: &Value) -> Value {
@@ -242,7 +261,7 @@ struct PodSummary {
 }
 
 fn terminated_at(c: &Value) -> Option<DateTime<Utc>> {
-    c.pointer("/lastState/terminated/finishedAt")
+    lookup(c, "/lastState/terminated/finishedAt")
         .and_then(Value::as_str)
         .and_then(parse_time)
 }
@@ -302,7 +321,7 @@ fn summarize(pod: &Value) -> PodSummary {
             sidecar_restarts += int(c, "/restartCount");
             last_sidecar_restart = later(last_sidecar_restart, terminated_at(c));
         }
-        let term = c.pointer("/state/terminated");
+        let term = lookup(c, "/state/terminated");
         let waiting_reason = s(c, "/state/waiting/reason");
         if term.is_some() && int(c, "/state/terminated/exitCode") == 0 {
             continue;
@@ -336,7 +355,7 @@ fn summarize(pod: &Value) -> PodSummary {
             restarts += int(c, "/restartCount");
             last_restart = later(last_restart, terminated_at(c));
             let waiting = s(c, "/state/waiting/reason");
-            let term = c.pointer("/state/terminated");
+            let term = lookup(c, "/state/terminated");
             if !waiting.is_empty() {
                 reason = waiting.to_string();
             } else if let Some(t) = term {
@@ -345,7 +364,7 @@ fn summarize(pod: &Value) -> PodSummary {
                     "" => format!("ExitCode:{}", int(t, "/exitCode")),
                     r => r.to_string(),
                 };
-            } else if boolean(c, "/ready") && c.pointer("/state/running").is_some() {
+            } else if boolean(c, "/ready") && lookup(c, "/state/running").is_some() {
                 has_running = true;
                 ready += 1;
             }
@@ -359,9 +378,7 @@ fn summarize(pod: &Value) -> PodSummary {
         }
     }
 
-    let deleting = pod
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null());
+    let deleting = lookup(pod, "/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
     if deleting && s(pod, "/status/reason") == "NodeLost" {
         reason = "Unknown".into();
     } else if deleting && phase != "Succeeded" && phase != "Failed" {

@@ -1,11 +1,31 @@
 //! Pod spec defaulting and validation, shared by pods and every kind with a pod template
 //! (upstream `SetDefaults_PodSpec`/`SetDefaults_Container` and `ValidatePodSpec`).
 
+use std::fmt::{self, Display};
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
-use super::common::{arr, child, each_obj, not_found, s, set_default};
+use super::common::{
+    arr, child, each_obj, lookup, lookup_token, non_negative, not_found, s, set_default,
+};
 use crate::meta::{dns1123_label_errors, qualified_name_errors};
 use crate::strategy::FieldCause;
+
+/// The path of a list item, `{parent}.{key}[{index}]`, rendered only when a cause is
+/// reported: valid specs (nearly every request) then never `format!` a path per container,
+/// port or mount.
+struct Item<'a, P> {
+    parent: P,
+    key: &'a str,
+    index: usize,
+}
+
+impl<P: Display> Display for Item<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}[{}]", self.parent, self.key, self.index)
+    }
+}
 
 /// Defaults of a pod spec (pods and templates alike).
 pub(crate) fn default_pod_spec(spec: &mut Map<String, Value>) {
@@ -133,15 +153,14 @@ fn default_volume(v: &mut Map<String, Value>) {
 /// Upstream's `qos.GetPodQOS`: Guaranteed when every container has cpu and memory limits
 /// equal to its requests, BestEffort when none has any, else Burstable.
 pub(crate) fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = arr(spec, "/containers")
+    let containers = arr(spec, "/containers")
         .iter()
-        .chain(arr(spec, "/initContainers"))
-        .collect();
+        .chain(arr(spec, "/initContainers"));
     let mut any = false;
     let mut guaranteed = true;
-    for c in &containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+    for c in containers {
+        let requests = lookup(c, "/resources/requests").and_then(Value::as_object);
+        let limits = lookup(c, "/resources/limits").and_then(Value::as_object);
         let relevant = |m: Option<&Map<String, Value>>| {
             m.map(|m| m.keys().any(|k| k == "cpu" || k == "memory"))
                 .unwrap_or(false)
@@ -218,7 +237,7 @@ fn quantity_value(v: &Value) -> Option<f64> {
 const QUANTITY_ERR: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
-fn validate_resources(res: &Value, path: &str, out: &mut Vec<FieldCause>) {
+fn validate_resources(res: &Value, path: impl Display, out: &mut Vec<FieldCause>) {
     for kind in ["limits", "requests"] {
         for (name, q) in res
             .get(kind)
@@ -226,14 +245,14 @@ fn validate_resources(res: &Value, path: &str, out: &mut Vec<FieldCause>) {
             .into_iter()
             .flatten()
         {
-            let field = format!("{path}.{kind}[{name}]");
+            let field = || format!("{path}.{kind}[{name}]");
             for m in qualified_name_errors(name) {
-                out.push(FieldCause::invalid(&field, &Value::from(name.as_str()), m));
+                out.push(FieldCause::invalid(field(), &Value::from(name.as_str()), m));
             }
             match quantity_value(q) {
-                None => out.push(FieldCause::invalid(&field, q, QUANTITY_ERR)),
+                None => out.push(FieldCause::invalid(field(), q, QUANTITY_ERR)),
                 Some(n) if n < 0.0 => out.push(FieldCause::invalid(
-                    &field,
+                    field(),
                     q,
                     "must be greater than or equal to 0",
                 )),
@@ -248,16 +267,10 @@ fn validate_resources(res: &Value, path: &str, out: &mut Vec<FieldCause>) {
         .into_iter()
         .flatten()
     {
-        if let (Some(req), Some(lim)) = (
-            quantity_value(q),
-            res.pointer(&format!("/limits/{name}"))
-                .and_then(quantity_value),
-        ) {
+        let limit = limit_of(res, name);
+        if let (Some(req), Some(lim)) = (quantity_value(q), limit.and_then(quantity_value)) {
             if req > lim {
-                let limit_text = res
-                    .pointer(&format!("/limits/{name}"))
-                    .map(display_quantity)
-                    .unwrap_or_default();
+                let limit_text = limit.map(display_quantity).unwrap_or_default();
                 out.push(FieldCause::invalid(
                     format!("{path}.requests"),
                     &Value::from(display_quantity(q)),
@@ -266,6 +279,12 @@ fn validate_resources(res: &Value, path: &str, out: &mut Vec<FieldCause>) {
             }
         }
     }
+}
+
+/// The limit of the resource `name`, looked up by its whole name as upstream does (an
+/// extended resource such as `nvidia.com/gpu` holds a `/`).
+fn limit_of<'a>(res: &'a Value, name: &str) -> Option<&'a Value> {
+    res.get("limits")?.get(name)
 }
 
 fn display_quantity(v: &Value) -> String {
@@ -308,7 +327,7 @@ pub(crate) fn port_name_errors(name: &str) -> Vec<String> {
 }
 
 /// Protocol check shared by container, service and endpoint ports.
-pub(crate) fn validate_protocol(port: &Value, path: &str, out: &mut Vec<FieldCause>) {
+pub(crate) fn validate_protocol(port: &Value, path: impl Display, out: &mut Vec<FieldCause>) {
     match port.get("protocol").and_then(Value::as_str) {
         None | Some("") => out.push(FieldCause::required(format!("{path}.protocol"))),
         Some("TCP" | "UDP" | "SCTP") => {}
@@ -328,8 +347,15 @@ fn validate_containers(
     out: &mut Vec<FieldCause>,
 ) {
     let mut names: Vec<&str> = Vec::new();
-    for (i, c) in arr(spec, &format!("/{key}")).iter().enumerate() {
-        let cp = format!("{path}.{key}[{i}]");
+    let containers = lookup_token(spec, key)
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for (i, c) in containers.iter().enumerate() {
+        let cp = Item {
+            parent: path,
+            key,
+            index: i,
+        };
         let name = s(c, "/name");
         if name.is_empty() {
             out.push(FieldCause::required(format!("{cp}.name")));
@@ -362,7 +388,11 @@ fn validate_containers(
         }
         let mut port_names: Vec<&str> = Vec::new();
         for (j, p) in arr(c, "/ports").iter().enumerate() {
-            let pp = format!("{cp}.ports[{j}]");
+            let pp = Item {
+                parent: &cp,
+                key: "ports",
+                index: j,
+            };
             let pname = s(p, "/name");
             if !pname.is_empty() {
                 for m in port_name_errors(pname) {
@@ -408,7 +438,11 @@ fn validate_containers(
             validate_protocol(p, &pp, out);
         }
         for (j, m) in arr(c, "/volumeMounts").iter().enumerate() {
-            let mp = format!("{cp}.volumeMounts[{j}]");
+            let mp = Item {
+                parent: &cp,
+                key: "volumeMounts",
+                index: j,
+            };
             let vname = s(m, "/name");
             if vname.is_empty() {
                 out.push(FieldCause::required(format!("{mp}.name")));
@@ -420,7 +454,7 @@ fn validate_containers(
             }
         }
         if let Some(res) = c.get("resources") {
-            validate_resources(res, &format!("{cp}.resources"), out);
+            validate_resources(res, format_args!("{cp}.resources"), out);
         }
         for (j, e) in arr(c, "/env").iter().enumerate() {
             if s(e, "/name").is_empty() {
@@ -429,7 +463,7 @@ fn validate_containers(
         }
         for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
             if let Some(p) = c.get(probe).filter(|p| !p.is_null()) {
-                validate_probe(p, probe, &format!("{cp}.{probe}"), out);
+                validate_probe(p, probe, format_args!("{cp}.{probe}"), out);
             }
         }
     }
@@ -439,29 +473,24 @@ const PROBE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
 
 /// Upstream's probe rules: exactly one handler, non-negative timings, a valid port, and a
 /// success threshold of 1 for liveness and startup probes.
-fn validate_probe(p: &Value, kind: &str, path: &str, out: &mut Vec<FieldCause>) {
-    let handlers: Vec<&str> = PROBE_HANDLERS
+fn validate_probe(p: &Value, kind: &str, path: impl Display, out: &mut Vec<FieldCause>) {
+    let mut handlers = PROBE_HANDLERS
         .iter()
-        .copied()
-        .filter(|h| p.get(*h).is_some_and(|v| !v.is_null()))
-        .collect();
-    match handlers.as_slice() {
-        [] => out.push(crate::meta::required_with(
-            path,
+        .filter(|h| p.get(**h).is_some_and(|v| !v.is_null()));
+    if handlers.next().is_none() {
+        out.push(crate::meta::required_with(
+            &path.to_string(),
             "must specify a handler type",
-        )),
-        [_] => {}
-        [_, rest @ ..] => {
-            for h in rest {
-                out.push(FieldCause::forbidden(
-                    format!("{path}.{h}"),
-                    "may not specify more than 1 handler type",
-                ));
-            }
-        }
+        ));
+    }
+    for h in handlers {
+        out.push(FieldCause::forbidden(
+            format!("{path}.{h}"),
+            "may not specify more than 1 handler type",
+        ));
     }
     for h in ["httpGet", "tcpSocket"] {
-        match p.pointer(&format!("/{h}/port")) {
+        match lookup_token(p, h).and_then(|handler| lookup_token(handler, "port")) {
             Some(Value::Number(n)) => {
                 let n = n.as_i64().unwrap_or(0);
                 for m in port_num_errors(n) {
@@ -485,13 +514,15 @@ fn validate_probe(p: &Value, kind: &str, path: &str, out: &mut Vec<FieldCause>) 
         }
     }
     for f in [
-        "initialDelaySeconds",
-        "timeoutSeconds",
-        "periodSeconds",
-        "successThreshold",
-        "failureThreshold",
+        "/initialDelaySeconds",
+        "/timeoutSeconds",
+        "/periodSeconds",
+        "/successThreshold",
+        "/failureThreshold",
     ] {
-        super::common::non_negative(p, &format!("/{f}"), &format!("{path}.{f}"), out);
+        // The pointer doubles as the field's last segment: `/periodSeconds` → `.periodSeconds`.
+        let name = f.trim_start_matches('/');
+        non_negative(p, f, format_args!("{path}.{name}"), out);
     }
     if kind != "readinessProbe" {
         if let Some(n) = p.get("successThreshold").and_then(Value::as_i64) {
@@ -513,31 +544,41 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldCause> {
     let mut volumes: Vec<&str> = Vec::new();
     for (i, v) in arr(spec, "/volumes").iter().enumerate() {
         let name = s(v, "/name");
-        let vp = format!("{path}.volumes[{i}].name");
+        let vp = Item {
+            parent: path,
+            key: "volumes",
+            index: i,
+        };
         if name.is_empty() {
-            out.push(FieldCause::required(vp));
+            out.push(FieldCause::required(format!("{vp}.name")));
             continue;
         }
         for m in dns1123_label_errors(name) {
-            out.push(FieldCause::invalid(&vp, &Value::from(name), m));
+            out.push(FieldCause::invalid(
+                format!("{vp}.name"),
+                &Value::from(name),
+                m,
+            ));
         }
         if volumes.contains(&name) {
-            out.push(FieldCause::duplicate(&vp, &Value::from(name)));
+            out.push(FieldCause::duplicate(
+                format!("{vp}.name"),
+                &Value::from(name),
+            ));
         }
         volumes.push(name);
-        let sources: Vec<&&str> = VOLUME_SOURCES
+        let mut sources = VOLUME_SOURCES
             .iter()
-            .filter(|k| v.get(**k).is_some_and(|s| !s.is_null()))
-            .collect();
-        if sources.is_empty() {
+            .filter(|k| v.get(**k).is_some_and(|s| !s.is_null()));
+        if sources.next().is_none() {
             out.push(crate::meta::required_with(
-                &format!("{path}.volumes[{i}]"),
+                &vp.to_string(),
                 "must specify a volume type",
             ));
         }
-        for k in sources.iter().skip(1) {
+        for k in sources {
             out.push(FieldCause::forbidden(
-                format!("{path}.volumes[{i}].{k}"),
+                format!("{vp}.{k}"),
                 "may not specify more than 1 volume type",
             ));
         }
@@ -588,10 +629,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldCause> {
 /// Add the two NoExecute tolerations upstream's `DefaultTolerationSeconds` admission plugin
 /// adds on pod create, unless the pod already tolerates those taints.
 pub(crate) fn add_default_tolerations(spec: &mut Map<String, Value>) {
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
+    for &(key, ref entry) in default_tolerations() {
         let tolerated = spec
             .get("tolerations")
             .and_then(Value::as_array)
@@ -607,17 +645,33 @@ pub(crate) fn add_default_tolerations(spec: &mut Map<String, Value>) {
         if tolerated {
             continue;
         }
-        let entry = serde_json::json!({
-            "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
-        });
         match spec.get_mut("tolerations") {
-            Some(Value::Array(list)) => list.push(entry),
+            Some(Value::Array(list)) => list.push(entry.clone()),
             Some(Value::Null) | None => {
-                spec.insert("tolerations".into(), Value::Array(vec![entry]));
+                spec.insert("tolerations".into(), Value::Array(vec![entry.clone()]));
             }
             Some(_) => {}
         }
     }
+}
+
+/// The taint keys `DefaultTolerationSeconds` covers, each with the toleration it adds. Built
+/// once: cloning copies the maps with their stored hashes, where `json!` on every pod create
+/// rebuilt and rehashed them.
+fn default_tolerations() -> &'static [(&'static str, Value); 2] {
+    static TOLERATIONS: OnceLock<[(&str, Value); 2]> = OnceLock::new();
+    TOLERATIONS.get_or_init(|| {
+        [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ]
+        .map(|key| {
+            let entry = serde_json::json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
+            });
+            (key, entry)
+        })
+    })
 }
 
 /// Defaults of a pod template (`spec.template`) of a workload kind.
@@ -677,6 +731,17 @@ mod tests {
         assert_eq!(
             msgs[1],
             "r.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"
+        );
+        // Extended resources are looked up by their whole name.
+        let mut out = Vec::new();
+        validate_resources(
+            &json!({"limits": {"example.com/gpu": "1"}, "requests": {"example.com/gpu": "2"}}),
+            "r",
+            &mut out,
+        );
+        assert_eq!(
+            out.iter().map(FieldCause::to_message).collect::<Vec<_>>(),
+            ["r.requests: Invalid value: \"2\": must be less than or equal to example.com/gpu limit of 1"]
         );
     }
 
