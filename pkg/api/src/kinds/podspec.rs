@@ -260,25 +260,48 @@ fn validate_resources(res: &Value, path: impl Display, out: &mut Vec<FieldCause>
             }
         }
     }
-    // A request may not exceed its limit.
+    // A request may not exceed its limit; a resource that cannot be overcommitted (extended
+    // resources, huge pages) needs a limit, and its request must equal it.
     for (name, q) in res
         .get("requests")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
     {
-        let limit = limit_of(res, name);
-        if let (Some(req), Some(lim)) = (quantity_value(q), limit.and_then(quantity_value)) {
-            if req > lim {
-                let limit_text = limit.map(display_quantity).unwrap_or_default();
-                out.push(FieldCause::invalid(
-                    format!("{path}.requests"),
-                    &Value::from(display_quantity(q)),
-                    format!("must be less than or equal to {name} limit of {limit_text}"),
-                ));
+        let overcommit = overcommit_allowed(name);
+        let Some(limit) = limit_of(res, name) else {
+            if !overcommit {
+                out.push(FieldCause {
+                    reason: "FieldValueRequired",
+                    field: format!("{path}.limits"),
+                    message: "Required value: Limit must be set for non overcommitable resources"
+                        .into(),
+                });
             }
+            continue;
+        };
+        if let (Some(req), Some(lim)) = (quantity_value(q), quantity_value(limit)) {
+            let relation = if req != lim && !overcommit {
+                "must be equal to"
+            } else if req > lim {
+                "must be less than or equal to"
+            } else {
+                continue;
+            };
+            out.push(FieldCause::invalid(
+                format!("{path}.requests"),
+                &Value::from(display_quantity(q)),
+                format!("{relation} {name} limit of {}", display_quantity(limit)),
+            ));
         }
     }
+}
+
+/// Upstream's `IsOvercommitAllowed`: native resources (no domain, or a `kubernetes.io/` one)
+/// other than huge pages.
+fn overcommit_allowed(name: &str) -> bool {
+    let native = !name.contains('/') || name.contains("kubernetes.io/");
+    native && !name.starts_with("hugepages-")
 }
 
 /// The limit of the resource `name`, looked up by its whole name as upstream does (an
@@ -741,7 +764,23 @@ mod tests {
         );
         assert_eq!(
             out.iter().map(FieldCause::to_message).collect::<Vec<_>>(),
-            ["r.requests: Invalid value: \"2\": must be less than or equal to example.com/gpu limit of 1"]
+            ["r.requests: Invalid value: \"2\": must be equal to example.com/gpu limit of 1"]
+        );
+        // ... which cannot be overcommitted: below the limit, or without one, is refused too.
+        let mut out = Vec::new();
+        validate_resources(
+            &json!({"limits": {"example.com/gpu": "2", "hugepages-2Mi": "2Mi"},
+                "requests": {"example.com/gpu": "1", "hugepages-2Mi": "2Mi", "example.com/fpga": "1",
+                    "kubernetes.io/thing": "1", "cpu": "1"}}),
+            "r",
+            &mut out,
+        );
+        assert_eq!(
+            out.iter().map(FieldCause::to_message).collect::<Vec<_>>(),
+            [
+                "r.requests: Invalid value: \"1\": must be equal to example.com/gpu limit of 2",
+                "r.limits: Required value: Limit must be set for non overcommitable resources",
+            ]
         );
     }
 
