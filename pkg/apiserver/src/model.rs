@@ -194,7 +194,9 @@ pub fn track_update(
 /// None`, except in the common case (the client sent no entries, and one walk can tell what
 /// the creator owns): the list is returned as JSON text, for
 /// [`encode_with_managed`](crate::registry::encode_with_managed) to splice into the stored
-/// bytes, and `obj` is left without the field. `None`: `obj` holds its entries (or none).
+/// bytes, and `obj` holds a `null` placeholder where the list goes (keys added later, such as
+/// a generated name, follow it, as they follow the list). `None`: `obj` holds its entries (or
+/// none).
 pub fn track_create(strategy: &dyn Strategy, obj: &mut Value, manager: &str) -> Option<Vec<u8>> {
     if base_entries(None, obj, "").entries.is_empty() {
         let time = crate::registry::now_rfc3339();
@@ -206,8 +208,8 @@ pub fn track_create(strategy: &dyn Strategy, obj: &mut Value, manager: &str) -> 
         };
         if let Some(json) = apply::created_managed_fields_json(obj, &writer, &strategy.type_info())
         {
-            // Whatever the client sent (an empty or invalid list) is replaced.
-            write_entries(obj, None);
+            // Whatever the client sent (an empty or invalid list) is replaced in place.
+            write_entries(obj, json.as_ref().map(|_| Value::Null));
             return json;
         }
     }
@@ -428,6 +430,59 @@ mod tests {
             assert_eq!(
                 serde_json::to_string(&fast).expect("encode"),
                 serde_json::to_string(&generic).expect("encode"),
+                "{obj}"
+            );
+        }
+    }
+
+    #[test]
+    fn spliced_create_tracking_stores_the_same_bytes() {
+        let pods = kubelite_api::resource::find_builtin("", "v1", "pods").expect("pods");
+        let cms = kubelite_api::resource::find_builtin("", "v1", "configmaps").expect("cms");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "p-", "namespace": "d", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}]}});
+        let mut junk = pod.clone();
+        junk["metadata"] =
+            json!({"managedFields": "junk", "labels": {"a": "b"}, "annotations": {"x": "y"}});
+        let cases = [
+            (pods, pod),
+            (pods, junk),
+            (
+                cms,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+            ),
+        ];
+        let stored = |info, obj: &Value| {
+            let s = strategy(info);
+            let mut generic = obj.clone();
+            track_update(s.as_ref(), None, &mut generic, "kubectl", "");
+            let mut spliced = obj.clone();
+            let managed = track_create(s.as_ref(), &mut spliced, "kubectl");
+            // A name generated after tracking follows the list in both.
+            for o in [&mut generic, &mut spliced] {
+                if let Some(m) = crate::registry::meta_mut(o) {
+                    m.insert("name".into(), json!("p-x2b4z"));
+                }
+            }
+            let spliced = match managed {
+                Some(json) => crate::registry::encode_with_managed(&mut spliced, &json),
+                None => crate::registry::encode(&spliced),
+            };
+            (
+                crate::registry::encode(&generic).expect("encode"),
+                spliced.expect("encode"),
+            )
+        };
+        for (info, obj) in cases {
+            // Each path reads the clock: retry once should the two straddle a second.
+            let (mut want, mut got) = stored(info, &obj);
+            if want != got {
+                (want, got) = stored(info, &obj);
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
                 "{obj}"
             );
         }

@@ -322,14 +322,19 @@ pub fn stored_json_reply(
     kv: &KeyValue,
     warnings: Vec<String>,
 ) -> Result<Reply> {
-    match list::stamp_rv(encoded, kv.mod_revision) {
-        Some(json) if !ctx.converts() => Ok(Reply {
+    let stamped = if ctx.converts() {
+        None
+    } else {
+        list::stamp_rv(encoded, kv.mod_revision)
+    };
+    match stamped {
+        Some(json) => Ok(Reply {
             code,
             body: None,
             warnings,
             encoded: Some(Bytes::from(json)),
         }),
-        _ => Ok(Reply::new(code, ctx.decode(kv)?, warnings)),
+        None => Ok(Reply::new(code, ctx.decode(kv)?, warnings)),
     }
 }
 
@@ -365,9 +370,9 @@ pub fn encode(obj: &Value) -> Result<Bytes> {
 
 /// [`encode`] of a new object whose `metadata.managedFields` is the JSON text `managed`
 /// (from [`crate::model::track_create`]): the list is copied into the bytes rather than built
-/// as a value. The field is placed where the object's map puts a new key (a `null`
-/// placeholder is inserted to find out), so the bytes equal encoding the object with the list
-/// as a value.
+/// as a value. The field goes where `obj`'s placeholder is (or, without one, where the map
+/// puts a new key), so the bytes equal encoding the object with the list as a value. `obj`
+/// keeps `managedFields: null` afterwards: it is the stored form only together with `managed`.
 pub fn encode_with_managed(obj: &mut Value, managed: &[u8]) -> Result<Bytes> {
     let meta = meta_mut(obj).ok_or_else(|| ApiError::internal("object without metadata"))?;
     meta.insert("managedFields".into(), Value::Null);
