@@ -178,15 +178,7 @@ pub fn track_update(
         time: &time,
         ignored: reset_fields(strategy.info(), subresource),
     };
-    let types = strategy.type_info();
-    // A create without client-supplied entries: the creator owns everything, in one walk.
-    if old.is_none() && base.entries.is_empty() {
-        if let Some(entries) = apply::created_managed_fields(new, &writer, &types) {
-            write_entries(new, entries);
-            return;
-        }
-    }
-    let out = apply::update_managed_fields(old, new, &writer, &base, &types);
+    let out = apply::update_managed_fields(old, new, &writer, &base, &strategy.type_info());
     out.write_to_object(new);
 }
 
@@ -198,22 +190,23 @@ pub fn track_update(
 /// a generated name, follow it, as they follow the list). `None`: `obj` holds its entries (or
 /// none).
 pub fn track_create(strategy: &dyn Strategy, obj: &mut Value, manager: &str) -> Option<Vec<u8>> {
-    if base_entries(None, obj, "").entries.is_empty() {
-        let time = crate::registry::now_rfc3339();
-        let writer = Writer {
-            manager,
-            subresource: "",
-            time: &time,
-            ignored: reset_fields(strategy.info(), ""),
-        };
-        if let Some(json) = apply::created_managed_fields_json(obj, &writer, &strategy.type_info())
-        {
+    let base = base_entries(None, obj, "");
+    let time = crate::registry::now_rfc3339();
+    let writer = Writer {
+        manager,
+        subresource: "",
+        time: &time,
+        ignored: reset_fields(strategy.info(), ""),
+    };
+    let types = strategy.type_info();
+    if base.entries.is_empty() {
+        if let Some(json) = apply::created_managed_fields_json(obj, &writer, &types) {
             // Whatever the client sent (an empty or invalid list) is replaced in place.
             write_entries(obj, json.as_ref().map(|_| Value::Null));
             return json;
         }
     }
-    track_update(strategy, None, obj, manager, "");
+    apply::update_managed_fields(None, obj, &writer, &base, &types).write_to_object(obj);
     None
 }
 
@@ -385,21 +378,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_tracking_equals_the_generic_path() {
+    fn create_tracking_stores_what_the_generic_path_stores() {
         let pods = kubelite_api::resource::find_builtin("", "v1", "pods").expect("pods");
         let cms = kubelite_api::resource::find_builtin("", "v1", "configmaps").expect("cms");
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "d", "labels": {"a": "b"}},
             "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}]},
             "status": {"phase": "Pending"}});
+        let mut generated = pod.clone();
+        generated["metadata"] = json!({"generateName": "p-", "namespace": "d"});
+        let mut junk = pod.clone();
+        junk["metadata"]["managedFields"] = json!("junk");
+        let mut junk_first = pod.clone();
+        junk_first["metadata"] =
+            json!({"managedFields": "junk", "labels": {"a": "b"}, "annotations": {"x": "y"}});
+        let mut duplicate = pod.clone();
+        duplicate["spec"]["containers"] = json!([{"name": "c", "image": "i"}, {"name": "c"}]);
         let cases = [
-            (pods, pod.clone()),
-            // Invalid client entries are replaced, as the generic path does.
-            (pods, {
-                let mut p = pod.clone();
-                p["metadata"]["managedFields"] = json!("junk");
-                p
-            }),
+            (pods, pod),
+            // A name generated after tracking follows the list.
+            (pods, generated),
+            // Invalid client entries are replaced in place, as the generic path does.
+            (pods, junk),
+            (pods, junk_first),
+            // Duplicate list keys: the one walk defers to the generic path.
+            (pods, duplicate),
             // Nothing owned: no entries, and a client's empty list is removed.
             (
                 cms,
@@ -407,18 +410,30 @@ mod tests {
             ),
             (
                 cms,
-                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": {"k": "v"}}),
             ),
         ];
+        let name = |o: &mut Value| {
+            if let Some(m) = crate::registry::meta_mut(o) {
+                m.insert("name".into(), json!("p-x2b4z"));
+            }
+        };
         for (info, obj) in cases {
             let s = strategy(info);
-            let mut fast = obj.clone();
-            track_update(s.as_ref(), None, &mut fast, "kubectl", "");
+            let mut spliced = obj.clone();
+            let managed = track_create(s.as_ref(), &mut spliced, "kubectl");
+            name(&mut spliced);
+            let got = match managed {
+                Some(json) => crate::registry::encode_with_managed(&spliced, &json),
+                None => crate::registry::encode(&spliced),
+            }
+            .expect("encode");
+            let stored: Value = serde_json::from_slice(&got).expect("stored json");
             let mut generic = obj.clone();
             let writer = Writer {
                 manager: "kubectl",
                 subresource: "",
-                time: fast
+                time: stored
                     .pointer("/metadata/managedFields/0/time")
                     .and_then(Value::as_str)
                     .unwrap_or("2026-01-01T00:00:00Z"),
@@ -427,59 +442,8 @@ mod tests {
             let base = base_entries(None, &generic, "");
             apply::update_managed_fields(None, &generic, &writer, &base, &s.type_info())
                 .write_to_object(&mut generic);
-            assert_eq!(
-                serde_json::to_string(&fast).expect("encode"),
-                serde_json::to_string(&generic).expect("encode"),
-                "{obj}"
-            );
-        }
-    }
-
-    #[test]
-    fn spliced_create_tracking_stores_the_same_bytes() {
-        let pods = kubelite_api::resource::find_builtin("", "v1", "pods").expect("pods");
-        let cms = kubelite_api::resource::find_builtin("", "v1", "configmaps").expect("cms");
-        let pod = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"generateName": "p-", "namespace": "d", "labels": {"a": "b"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}]}});
-        let mut junk = pod.clone();
-        junk["metadata"] =
-            json!({"managedFields": "junk", "labels": {"a": "b"}, "annotations": {"x": "y"}});
-        let cases = [
-            (pods, pod),
-            (pods, junk),
-            (
-                cms,
-                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
-            ),
-        ];
-        let stored = |info, obj: &Value| {
-            let s = strategy(info);
-            let mut generic = obj.clone();
-            track_update(s.as_ref(), None, &mut generic, "kubectl", "");
-            let mut spliced = obj.clone();
-            let managed = track_create(s.as_ref(), &mut spliced, "kubectl");
-            // A name generated after tracking follows the list in both.
-            for o in [&mut generic, &mut spliced] {
-                if let Some(m) = crate::registry::meta_mut(o) {
-                    m.insert("name".into(), json!("p-x2b4z"));
-                }
-            }
-            let spliced = match managed {
-                Some(json) => crate::registry::encode_with_managed(&mut spliced, &json),
-                None => crate::registry::encode(&spliced),
-            };
-            (
-                crate::registry::encode(&generic).expect("encode"),
-                spliced.expect("encode"),
-            )
-        };
-        for (info, obj) in cases {
-            // Each path reads the clock: retry once should the two straddle a second.
-            let (mut want, mut got) = stored(info, &obj);
-            if want != got {
-                (want, got) = stored(info, &obj);
-            }
+            name(&mut generic);
+            let want = crate::registry::encode(&generic).expect("encode");
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&want),

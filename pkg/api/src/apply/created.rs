@@ -41,55 +41,19 @@ enum Pe<'v> {
 }
 
 impl Pe<'_> {
-    /// The element as its quoted `FieldsV1` key (`"f:name"`).
-    fn write_key(&self, out: &mut Vec<u8>) {
+    /// The element as its quoted `FieldsV1` key (`"f:name"`), escaped by `serde_json`.
+    fn write_key(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
             Pe::Field(name) => {
-                out.extend_from_slice(b"\"f:");
-                write_str_contents(out, name);
-                out.push(b'"');
+                // `"name"`, then the prefix inside the quotes: no `f:name` string built.
+                let at = out.len() + 1;
+                serde_json::to_writer(&mut *out, name)?;
+                out.splice(at..at, *b"f:");
+                Ok(())
             }
-            Pe::Other(pe) => write_str(out, &pe.to_fields_v1_key()),
+            Pe::Other(pe) => serde_json::to_writer(out, &pe.to_fields_v1_key()),
         }
     }
-}
-
-/// `s` as a JSON string, escaped as `serde_json` escapes it.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    write_str_contents(out, s);
-    out.push(b'"');
-}
-
-/// The contents of a JSON string: `"`, `\` and control characters escaped exactly as
-/// `serde_json`'s compact serializer does (so spliced bytes equal a serialized tree).
-fn write_str_contents(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\x08' => b"\\b",
-            b'\x0c' => b"\\f",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
 }
 
 /// The `FieldsV1` content of one node: whether the node itself is owned, and its children
@@ -113,17 +77,21 @@ impl Node<'_> {
 
     /// The node as a `FieldsV1` object: `{".":{},...children}` when it is owned and has
     /// children, `{...children}` otherwise.
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         write_object(
             out,
             self.member && !self.children.is_empty(),
             &self.children,
-        );
+        )
     }
 }
 
 /// `{".":{}` (when `dot`) and the children, `}`.
-fn write_object(out: &mut Vec<u8>, dot: bool, children: &[(Pe<'_>, Node<'_>)]) {
+fn write_object(
+    out: &mut Vec<u8>,
+    dot: bool,
+    children: &[(Pe<'_>, Node<'_>)],
+) -> serde_json::Result<()> {
     out.push(b'{');
     let mut first = true;
     if dot {
@@ -135,11 +103,12 @@ fn write_object(out: &mut Vec<u8>, dot: bool, children: &[(Pe<'_>, Node<'_>)]) {
             out.push(b',');
         }
         first = false;
-        pe.write_key(out);
+        pe.write_key(out)?;
         out.push(b':');
-        node.write(out);
+        node.write(out)?;
     }
     out.push(b'}');
+    Ok(())
 }
 
 /// The one walk can't reproduce the generic result (duplicate list keys, which the generic
@@ -279,34 +248,30 @@ pub fn created_managed_fields_json(
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"[{\"manager\":");
-    write_str(&mut out, writer.manager);
-    out.extend_from_slice(b",\"operation\":\"Update\",\"apiVersion\":");
-    write_str(&mut out, api_version);
-    out.extend_from_slice(b",\"time\":");
-    write_str(&mut out, writer.time);
-    out.extend_from_slice(b",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":");
-    write_object(&mut out, false, &fields);
-    if !writer.subresource.is_empty() {
-        out.extend_from_slice(b",\"subresource\":");
-        write_str(&mut out, writer.subresource);
-    }
-    out.extend_from_slice(b"}]");
-    Some(Some(out))
+    entry_json(writer, api_version, &fields).ok().map(Some)
 }
 
-/// [`created_managed_fields_json`] as a value: `Some(None)` when the writer owns nothing,
-/// `Some(Some(list))` with its one entry, `None` when only the generic path can tell.
-pub fn created_managed_fields(
-    obj: &Value,
+/// The list of the one `Update` entry, keys in upstream's order.
+fn entry_json(
     writer: &Writer<'_>,
-    types: &TypeInfo,
-) -> Option<Option<Value>> {
-    match created_managed_fields_json(obj, writer, types)? {
-        None => Some(None),
-        Some(bytes) => serde_json::from_slice(&bytes).ok().map(Some),
+    api_version: &str,
+    fields: &[(Pe<'_>, Node<'_>)],
+) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"[{\"manager\":");
+    serde_json::to_writer(&mut out, writer.manager)?;
+    out.extend_from_slice(b",\"operation\":\"Update\",\"apiVersion\":");
+    serde_json::to_writer(&mut out, api_version)?;
+    out.extend_from_slice(b",\"time\":");
+    serde_json::to_writer(&mut out, writer.time)?;
+    out.extend_from_slice(b",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":");
+    write_object(&mut out, false, fields)?;
+    if !writer.subresource.is_empty() {
+        out.extend_from_slice(b",\"subresource\":");
+        serde_json::to_writer(&mut out, writer.subresource)?;
     }
+    out.extend_from_slice(b"}]");
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -318,6 +283,16 @@ mod tests {
     use serde_json::json;
 
     const T: &str = "2026-01-01T00:00:00Z";
+
+    /// [`created_managed_fields_json`] as a value.
+    fn created_managed_fields(
+        obj: &Value,
+        writer: &Writer<'_>,
+        types: &TypeInfo,
+    ) -> Option<Option<Value>> {
+        created_managed_fields_json(obj, writer, types)
+            .map(|json| json.map(|b| serde_json::from_slice(&b).expect("valid json")))
+    }
 
     fn generic(obj: &Value, writer: &Writer<'_>, types: &TypeInfo) -> Option<Value> {
         let out = update_managed_fields(None, obj, writer, &ManagedFields::default(), types);

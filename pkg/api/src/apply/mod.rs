@@ -19,7 +19,7 @@ mod tests;
 mod typeinfo;
 mod walk;
 
-pub use created::{created_managed_fields, created_managed_fields_json};
+pub use created::created_managed_fields_json;
 pub use fieldset::{FieldSet, Path, PathElement};
 pub use managed::{stripped_fields, ManagedFields, ManagedFieldsEntry, Operation};
 pub use ops::{

@@ -109,20 +109,17 @@ async fn create_inner(
     ctx.strategy.prepare_create(&mut obj);
     // Once per create, on the object as stored (defaults included, as upstream decodes them
     // before its field manager runs); a generated name changes nothing tracked. The common
-    // case comes back as JSON to splice into the stored bytes; a dry run answers with the
-    // object and a converted kind stores another form, so those get it as a value.
+    // case comes back as JSON to splice into the stored bytes. A dry run answers with the
+    // object and a converted kind stores another form: those take the generic path, which
+    // puts the same list in the object as a value.
     let mut managed = None;
     if track {
         let manager = params.field_manager();
-        managed = crate::model::track_create(ctx.strategy.as_ref(), &mut obj, &manager);
+        let strategy = ctx.strategy.as_ref();
         if params.dry_run() || ctx.converts() {
-            if let Some(json) = managed.take() {
-                let list: Value = serde_json::from_slice(&json)
-                    .map_err(|e| ApiError::internal(format!("managed fields: {e}")))?;
-                if let Some(m) = meta_mut(&mut obj) {
-                    m.insert("managedFields".into(), list);
-                }
-            }
+            crate::model::track_update(strategy, None, &mut obj, &manager, "");
+        } else {
+            managed = crate::model::track_create(strategy, &mut obj, &manager);
         }
     }
 
@@ -159,7 +156,7 @@ async fn create_inner(
         let allocated = crate::services::allocate(reg, ctx, &mut obj).await?;
         let started = std::time::Instant::now();
         let encoded = match &managed {
-            Some(json) => super::encode_with_managed(&mut obj, json)?,
+            Some(json) => super::encode_with_managed(&obj, json)?,
             None => ctx.encode(&obj)?,
         };
         let res = reg.storage.create(&key, encoded.clone()).await;

@@ -370,13 +370,11 @@ pub fn encode(obj: &Value) -> Result<Bytes> {
 
 /// [`encode`] of a new object whose `metadata.managedFields` is the JSON text `managed`
 /// (from [`crate::model::track_create`]): the list is copied into the bytes rather than built
-/// as a value. The field goes where `obj`'s placeholder is (or, without one, where the map
-/// puts a new key), so the bytes equal encoding the object with the list as a value. `obj`
-/// keeps `managedFields: null` afterwards: it is the stored form only together with `managed`.
-pub fn encode_with_managed(obj: &mut Value, managed: &[u8]) -> Result<Bytes> {
-    let meta = meta_mut(obj).ok_or_else(|| ApiError::internal("object without metadata"))?;
-    meta.insert("managedFields".into(), Value::Null);
-    let Value::Object(root) = &*obj else {
+/// as a value. It goes where `obj`'s `managedFields` placeholder is, or last in `metadata`
+/// (where the map would put a new key), so the bytes equal encoding the object with the list
+/// as a value.
+pub fn encode_with_managed(obj: &Value, managed: &[u8]) -> Result<Bytes> {
+    let Value::Object(root) = obj else {
         return Err(ApiError::internal("object is not a map"));
     };
     let fail = |e: serde_json::Error| ApiError::internal(format!("encoding object: {e}"));
@@ -388,37 +386,51 @@ pub fn encode_with_managed(obj: &mut Value, managed: &[u8]) -> Result<Bytes> {
         }
         serde_json::to_writer(&mut out, k).map_err(fail)?;
         out.push(b':');
-        let Value::Object(meta) = v else {
-            serde_json::to_writer(&mut out, v).map_err(fail)?;
-            continue;
-        };
-        if k != "metadata" {
-            serde_json::to_writer(&mut out, v).map_err(fail)?;
-            continue;
+        match v {
+            Value::Object(meta) if k == "metadata" => write_meta(&mut out, meta, managed)?,
+            _ => serde_json::to_writer(&mut out, v).map_err(fail)?,
         }
-        out.push(b'{');
-        let mut first = true;
-        // As `encode`, never store these.
-        for (mk, mv) in meta
-            .iter()
-            .filter(|(mk, _)| *mk != "resourceVersion" && *mk != "selfLink")
-        {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(&mut out, mk).map_err(fail)?;
-            out.push(b':');
-            if mk == "managedFields" {
-                out.extend_from_slice(managed);
-            } else {
-                serde_json::to_writer(&mut out, mv).map_err(fail)?;
-            }
-        }
-        out.push(b'}');
     }
     out.push(b'}');
     Ok(Bytes::from(out))
+}
+
+/// `metadata` for [`encode_with_managed`]: never-stored fields left out, as [`encode`] does.
+fn write_meta(
+    out: &mut Vec<u8>,
+    meta: &serde_json::Map<String, Value>,
+    managed: &[u8],
+) -> Result<()> {
+    let fail = |e: serde_json::Error| ApiError::internal(format!("encoding object: {e}"));
+    out.push(b'{');
+    let mut first = true;
+    let mut placed = false;
+    let stored = meta
+        .iter()
+        .filter(|(k, _)| *k != "resourceVersion" && *k != "selfLink");
+    for (k, v) in stored {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, k).map_err(fail)?;
+        out.push(b':');
+        if k == "managedFields" {
+            out.extend_from_slice(managed);
+            placed = true;
+        } else {
+            serde_json::to_writer(&mut *out, v).map_err(fail)?;
+        }
+    }
+    if !placed {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"managedFields\":");
+        out.extend_from_slice(managed);
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// Stamp `metadata.resourceVersion`.
@@ -722,8 +734,7 @@ mod tests {
             json!({"metadata": {"managedFields": [], "name": "c", "resourceVersion": "3", "selfLink": "/x"}}),
         ];
         for obj in objects {
-            let mut spliced = obj.clone();
-            let got = encode_with_managed(&mut spliced, &managed).expect("spliced");
+            let got = encode_with_managed(&obj, &managed).expect("spliced");
             let mut want = obj.clone();
             if let Some(m) = meta_mut(&mut want) {
                 m.insert("managedFields".into(), list.clone());
